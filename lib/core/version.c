@@ -1,0 +1,3 @@
+#include "albef.h"
+
+const char *albef_version(void) { return ALBEF_VERSION; }
