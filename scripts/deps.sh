@@ -7,7 +7,7 @@ set -eu
 
 pkgs="make gcc libc6-dev libopenblas-dev libcjson-dev libpng-dev libjpeg62-turbo-dev libcmocka-dev libutf8proc-dev"
 if [ "${1:-}" = "--fuzz" ]; then
-    pkgs="$pkgs clang libclang-rt-dev"
+    pkgs="$pkgs clang libclang-rt-dev libomp-dev"
 fi
 
 missing=""

@@ -1,0 +1,237 @@
+/* The operations ALBEF is made of, forward and backward, behind a table of
+ * function pointers that each back end fills: the CPU back end (ops_cpu.c,
+ * fp32, OpenBLAS) is the reference; the CUDA back end (cuda/) must agree with
+ * it op by op; the null back end (ops_null.c) does nothing and is used to size
+ * arenas by running the real model code once.
+ *
+ * Gradient convention, for every *_backward:
+ *   - parameter gradients ACCUMULATE:  dW += ..., db += ...   (micro-batches,
+ *     tied weights and weights used in several passes add up; the trainer
+ *     zeroes the gradient arena once per step);
+ *   - activation gradients are WRITTEN: dx = ...;
+ *   - except where an op takes `accumulate`: then dx += ... . The residual
+ *     stream uses it, and so does any activation read by several consumers
+ *     (image tokens feed every fusion layer and several passes).
+ * Gradient outputs whose data is NULL are skipped (e.g. no dx for a frozen input).
+ *
+ * Shapes: tensors are row-major. "(M, C)" ops accept any shape and view it as
+ * rows of its last dimension. Integer inputs (token ids, labels, indices) are
+ * DTYPE_I32. Scalars that live with the parameters (temp) are tensors of one
+ * element so that they can stay in device memory.
+ *
+ * Randomness inside ops (dropout) is counter-based: element i of a call with
+ * seed s is kept iff hash(s, i) >= p * 2^32, so every back end draws the same
+ * mask and a backward pass regenerates it instead of storing it. */
+#ifndef ALBEF_OPS_OPS_H
+#define ALBEF_OPS_OPS_H
+
+#include "ops/tensor.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct backend backend;
+
+/* Scaled dot-product attention over `heads` heads of `head_dim`, with q, k, v
+ * laid out as (batch, tokens, heads * head_dim) rows that may be strided (a
+ * fused qkv projection gives q, k and v with row stride 3 * heads * head_dim). */
+typedef struct {
+    int batch, heads, q_len, kv_len, head_dim;
+    int64_t q_stride, k_stride, v_stride; /* elements between consecutive tokens */
+    float scale;                          /* usually head_dim^-0.5 */
+    int causal;                           /* key j > query i gets causal_value added */
+    float causal_value;                   /* BERT decoders: -10000 */
+    float dropout;                        /* on the probabilities; 0 = off */
+    uint64_t seed;                        /* dropout stream */
+} attn_params;
+
+/* Soft-target cross-entropy. For row r with p = softmax(logits[r]):
+ *   target = hard_weight * onehot(labels[r]) + soft_weight * soft[r]
+ *   loss[r] = -sum_v target_v * log p_v
+ *   dlogits[r] = grad_scale * (sum(target) * p - target)
+ * Rows whose label is -100 are ignored: loss 0, gradient 0 (the row is also
+ * skipped when only soft targets are given and labels is non-NULL). */
+typedef struct {
+    float hard_weight, soft_weight;
+    float grad_scale; /* e.g. 1 / number of counted rows, for a mean */
+} xent_params;
+
+struct backend_ops {
+    /* memory */
+    void *(*alloc)(backend *be, size_t bytes); /* NULL when out of memory */
+    void (*free)(backend *be, void *ptr);
+    void (*upload)(backend *be, void *dst, const void *host_src, size_t bytes);
+    void (*download)(backend *be, void *host_dst, const void *src, size_t bytes);
+    void (*copy)(backend *be, void *dst, const void *src, size_t bytes);
+    void (*zero)(backend *be, void *dst, size_t bytes);
+    void (*synchronize)(backend *be);
+
+    /* c (B, M, N) = alpha * op(a) (B, M, K) * op(b) (B, K, N) + beta * c; 2-D or
+     * batched 3-D; op() transposes the last two dims when trans_* is set. */
+    void (*matmul)(backend *be, tensor c, tensor a, tensor b, int trans_a, int trans_b, float alpha, float beta);
+
+    /* out (M, N) = in (M, K) * w (N, K)^T + bias (N), bias optional. */
+    void (*linear_forward)(backend *be, tensor out, tensor in, tensor w, tensor bias);
+    /* din (M, K) (=, or += with accumulate), dw (N, K) +=, dbias (N) +=. */
+    void (*linear_backward)(backend *be, tensor din, int accumulate, tensor dw, tensor dbias, tensor dout, tensor in,
+                            tensor w);
+
+    /* Exact GELU: x * Phi(x). */
+    void (*gelu_forward)(backend *be, tensor out, tensor in);
+    void (*gelu_backward)(backend *be, tensor din, tensor dout, tensor in);
+
+    /* Layer normalisation over the last dim; saves mean and rstd (M). */
+    void (*layernorm_forward)(backend *be, tensor out, tensor mean, tensor rstd, tensor in, tensor w, tensor b,
+                              float eps);
+    void (*layernorm_backward)(backend *be, tensor din, int accumulate, tensor dw, tensor db, tensor dout, tensor in,
+                               tensor w, tensor mean, tensor rstd);
+
+    /* out = a + b (out may alias a or b); acc += x. */
+    void (*add)(backend *be, tensor out, tensor a, tensor b);
+    void (*accumulate)(backend *be, tensor acc, tensor x);
+    void (*scale)(backend *be, tensor x, float s);
+
+    /* out (B, Tq, H*D) = softmax(q k^T * scale + mask + causal) v, with dropout
+     * on the probabilities; probs (B, H, Tq, Tk) keeps the softmax output
+     * (before dropout) for the backward pass. mask (B, Tk) is additive, one
+     * value per key, or data NULL for none. */
+    void (*attention_forward)(backend *be, const attn_params *p, tensor out, tensor probs, tensor q, tensor k,
+                              tensor v, tensor mask);
+    /* dq, dk, dv written (same strides as q, k, v); scratch (B, H, Tq, Tk). */
+    void (*attention_backward)(backend *be, const attn_params *p, tensor dq, tensor dk, tensor dv, tensor scratch,
+                               tensor dout, tensor probs, tensor q, tensor k, tensor v);
+
+    /* out = in * keep / (1 - p), keep drawn from (seed, element index). */
+    void (*dropout_forward)(backend *be, tensor out, tensor in, float p, uint64_t seed);
+    void (*dropout_backward)(backend *be, tensor din, tensor dout, float p, uint64_t seed);
+
+    /* BERT embeddings: out (B, T, C) = word[ids] + pos[0..T) + type_row (C),
+     * type_row optional. Backward scatter-adds into the tables. */
+    void (*embedding_forward)(backend *be, tensor out, tensor ids, tensor word, tensor pos, tensor type_row);
+    void (*embedding_backward)(backend *be, tensor dword, tensor dpos, tensor dtype_row, tensor dout, tensor ids);
+
+    /* ViT input: patches (B*N, 3*P*P) from images (B, 3, H, W), each patch
+     * flattened as (channel, y, x) to match the conv weight (C, 3, P, P). */
+    void (*patchify)(backend *be, tensor patches, tensor images, int patch);
+    /* out (B, 1+N, C): [cls ; patch_tokens (B, N, C)] + pos (1+N, C). */
+    void (*vit_embed_forward)(backend *be, tensor out, tensor patch_tokens, tensor cls, tensor pos);
+    void (*vit_embed_backward)(backend *be, tensor dpatch_tokens, tensor dcls, tensor dpos, tensor dout);
+
+    /* out = in / max(||in||_2, 1e-12) per row; norms (M) saved. */
+    void (*l2norm_forward)(backend *be, tensor out, tensor norms, tensor in);
+    void (*l2norm_backward)(backend *be, tensor din, tensor dout, tensor out, tensor norms);
+
+    /* Row-block copies: dst rows r (cols elements each) from src, with row
+     * strides in elements; accumulate adds instead of writing. Selects the
+     * [CLS] token of each sequence (src_stride = T * C) and its backward. */
+    void (*copy_rows)(backend *be, tensor dst, int64_t dst_stride, tensor src, int64_t src_stride, int64_t rows,
+                      int64_t cols, int accumulate);
+    /* out[i] = in[idx[i]] along the leading dim; backward dst[idx[i]] += src[i]. */
+    void (*gather_rows)(backend *be, tensor out, tensor in, tensor idx);
+    void (*scatter_add_rows)(backend *be, tensor dst, tensor src, tensor idx);
+
+    /* out = in / s[0] (s a one-element tensor); backward din = dout / s,
+     * ds += -sum(dout * out) / s. */
+    void (*div_scalar_forward)(backend *be, tensor out, tensor in, tensor s);
+    void (*div_scalar_backward)(backend *be, tensor din, tensor ds, tensor dout, tensor out, tensor s);
+    void (*clamp)(backend *be, tensor x, float lo, float hi);
+
+    void (*softmax_rows)(backend *be, tensor out, tensor in);
+    /* loss (R), dlogits (R, V) or data NULL, logits (R, V), labels (R) i32 or
+     * NULL, soft (R, V) or NULL. */
+    void (*softmax_xent)(backend *be, const xent_params *p, tensor loss, tensor dlogits, tensor logits, tensor labels,
+                         tensor soft);
+
+    /* out[0] = scale * sum(in), or scale * sum(in^2). */
+    void (*reduce_sum)(backend *be, tensor out, tensor in, float scale);
+    void (*reduce_sumsq)(backend *be, tensor out, tensor in, float scale);
+
+    void (*fill)(backend *be, tensor x, float value);
+    void (*fill_normal)(backend *be, tensor x, float mean, float std, uint64_t seed);
+    void (*cast)(backend *be, tensor dst, tensor src);
+
+    /* Optimisation, one pass over a range of the parameter arena:
+     * AdamW (decoupled weight decay, bias-corrected, step >= 1) and the
+     * momentum-model update target = m * target + (1 - m) * source. */
+    void (*adamw)(backend *be, tensor param, tensor grad, tensor m, tensor v, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, int step);
+    void (*ema)(backend *be, tensor target, tensor source, float momentum);
+};
+
+enum backend_kind { BACKEND_CPU, BACKEND_CUDA, BACKEND_NULL };
+
+struct backend {
+    const struct backend_ops *ops;
+    enum backend_kind kind;
+    const char *name;
+    void *impl;
+};
+
+/* Back ends. backend_create("cpu" | "cuda", ...) fails with a clear message
+ * (ALBEF_ERR_NODEV) when CUDA is not built in or no device is present. */
+int backend_create(const char *name, backend **out);
+void backend_destroy(backend *be);
+backend *backend_cpu(void);
+backend *backend_null(void);
+
+/* The dropout keep test shared by every back end. */
+static inline uint32_t dropout_hash(uint64_t seed, uint64_t i)
+{
+    uint64_t z = seed + 0x9e3779b97f4a7c15ull * (i + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return (uint32_t)((z ^ (z >> 31)) >> 32);
+}
+static inline int dropout_keep(uint64_t seed, uint64_t i, float p)
+{
+    return dropout_hash(seed, i) >= (uint32_t)((double)p * 4294967296.0);
+}
+
+/* Short names for calling through the table: op_linear_forward(be, ...). */
+#define OPS_CALL(name, be, ...) ((be)->ops->name((be), __VA_ARGS__))
+#define op_matmul(be, ...) OPS_CALL(matmul, be, __VA_ARGS__)
+#define op_linear_forward(be, ...) OPS_CALL(linear_forward, be, __VA_ARGS__)
+#define op_linear_backward(be, ...) OPS_CALL(linear_backward, be, __VA_ARGS__)
+#define op_gelu_forward(be, ...) OPS_CALL(gelu_forward, be, __VA_ARGS__)
+#define op_gelu_backward(be, ...) OPS_CALL(gelu_backward, be, __VA_ARGS__)
+#define op_layernorm_forward(be, ...) OPS_CALL(layernorm_forward, be, __VA_ARGS__)
+#define op_layernorm_backward(be, ...) OPS_CALL(layernorm_backward, be, __VA_ARGS__)
+#define op_add(be, ...) OPS_CALL(add, be, __VA_ARGS__)
+#define op_accumulate(be, ...) OPS_CALL(accumulate, be, __VA_ARGS__)
+#define op_scale(be, ...) OPS_CALL(scale, be, __VA_ARGS__)
+#define op_attention_forward(be, ...) OPS_CALL(attention_forward, be, __VA_ARGS__)
+#define op_attention_backward(be, ...) OPS_CALL(attention_backward, be, __VA_ARGS__)
+#define op_dropout_forward(be, ...) OPS_CALL(dropout_forward, be, __VA_ARGS__)
+#define op_dropout_backward(be, ...) OPS_CALL(dropout_backward, be, __VA_ARGS__)
+#define op_embedding_forward(be, ...) OPS_CALL(embedding_forward, be, __VA_ARGS__)
+#define op_embedding_backward(be, ...) OPS_CALL(embedding_backward, be, __VA_ARGS__)
+#define op_patchify(be, ...) OPS_CALL(patchify, be, __VA_ARGS__)
+#define op_vit_embed_forward(be, ...) OPS_CALL(vit_embed_forward, be, __VA_ARGS__)
+#define op_vit_embed_backward(be, ...) OPS_CALL(vit_embed_backward, be, __VA_ARGS__)
+#define op_l2norm_forward(be, ...) OPS_CALL(l2norm_forward, be, __VA_ARGS__)
+#define op_l2norm_backward(be, ...) OPS_CALL(l2norm_backward, be, __VA_ARGS__)
+#define op_copy_rows(be, ...) OPS_CALL(copy_rows, be, __VA_ARGS__)
+#define op_gather_rows(be, ...) OPS_CALL(gather_rows, be, __VA_ARGS__)
+#define op_scatter_add_rows(be, ...) OPS_CALL(scatter_add_rows, be, __VA_ARGS__)
+#define op_div_scalar_forward(be, ...) OPS_CALL(div_scalar_forward, be, __VA_ARGS__)
+#define op_div_scalar_backward(be, ...) OPS_CALL(div_scalar_backward, be, __VA_ARGS__)
+#define op_clamp(be, ...) OPS_CALL(clamp, be, __VA_ARGS__)
+#define op_softmax_rows(be, ...) OPS_CALL(softmax_rows, be, __VA_ARGS__)
+#define op_softmax_xent(be, ...) OPS_CALL(softmax_xent, be, __VA_ARGS__)
+#define op_reduce_sum(be, ...) OPS_CALL(reduce_sum, be, __VA_ARGS__)
+#define op_reduce_sumsq(be, ...) OPS_CALL(reduce_sumsq, be, __VA_ARGS__)
+#define op_fill(be, ...) OPS_CALL(fill, be, __VA_ARGS__)
+#define op_fill_normal(be, ...) OPS_CALL(fill_normal, be, __VA_ARGS__)
+#define op_cast(be, ...) OPS_CALL(cast, be, __VA_ARGS__)
+#define op_adamw(be, ...) OPS_CALL(adamw, be, __VA_ARGS__)
+#define op_ema(be, ...) OPS_CALL(ema, be, __VA_ARGS__)
+
+/* An absent optional tensor (no bias, no mask, no gradient wanted). */
+static inline tensor tensor_none(void)
+{
+    tensor t = {0};
+    return t;
+}
+static inline int tensor_present(tensor t) { return t.data != NULL; }
+
+#endif
