@@ -1,0 +1,293 @@
+#include "model/albef_model.h"
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "io/safetensors.h"
+#include "model/pos_embed.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int albef_model_init(albef_model *m, const albef_config *cfg, backend *be, const albef_model_options *opt)
+{
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    m->opt = *opt;
+    m->be = be;
+    params_init(&m->params);
+    int rc = config_validate(cfg, "model configuration");
+    if (rc)
+        return rc;
+    const char *sfx = opt->momentum_copy ? "_m" : "";
+    int grads = opt->with_grads && !opt->momentum_copy;
+    param_set *ps = &m->params;
+    char name[64];
+
+    snprintf(name, sizeof name, "visual_encoder%s", sfx);
+    rc = vit_init(&m->vit, cfg, ps, name, grads);
+    snprintf(name, sizeof name, "vision_proj%s", sfx);
+    rc = rc ? rc
+            : linear_register(ps, &m->vision_proj, grads ? &m->g_vision_proj : NULL, cfg->embed_dim,
+                              cfg->vision_width, name);
+    snprintf(name, sizeof name, "text_encoder%s", sfx);
+    bert_options bo = {
+        .prefix = name,
+        .bert_prefix = opt->layout == LAYOUT_PRETRAIN,
+        .mlm_head = opt->layout == LAYOUT_PRETRAIN,
+        .with_grads = grads,
+    };
+    rc = rc ? rc : bert_init(&m->text, &cfg->bert, ps, &bo);
+    snprintf(name, sizeof name, "text_proj%s", sfx);
+    rc = rc ? rc
+            : linear_register(ps, &m->text_proj, grads ? &m->g_text_proj : NULL, cfg->embed_dim,
+                              cfg->bert.hidden_size, name);
+    m->momentum_numel = ps->numel;
+    if (!opt->momentum_copy) {
+        rc = rc ? rc
+                : linear_register(ps, &m->itm_head, grads ? &m->g_itm_head : NULL, 2, cfg->bert.hidden_size,
+                                  "itm_head");
+        /* a 0-dim tensor in the official files */
+        rc = rc ? rc : params_add(ps, &m->temp, grads ? &m->g_temp : NULL, 0, NULL, "temp");
+    }
+    rc = rc ? rc : params_alloc(ps, be, grads);
+    if (rc)
+        albef_model_free(m);
+    return rc;
+}
+
+void albef_model_free(albef_model *m)
+{
+    vit_free(&m->vit);
+    bert_free(&m->text);
+    params_free(&m->params);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+static double truncated_normal(rng_state *r, double std)
+{
+    /* timm's trunc_normal_: N(0, std) cut at +-2 (absolute, not in stds) */
+    for (;;) {
+        double v = rng_normal(r) * std;
+        if (v >= -2.0 && v <= 2.0)
+            return v;
+    }
+}
+
+void albef_model_init_weights(albef_model *m, uint64_t seed)
+{
+    param_set *ps = &m->params;
+    float *host = calloc(ps->numel ? ps->numel : 1, sizeof(float));
+    if (!host)
+        return;
+    rng_state r;
+    for (int i = 0; i < ps->count; i++) {
+        const param_info *p = &ps->items[i];
+        if (p->alias_of >= 0)
+            continue;
+        float *dst = host + p->offset;
+        rng_seed_stream(&r, seed, (uint64_t)i);
+        int vit = !strncmp(p->name, "visual_encoder", 14);
+        if (!strcmp(p->name, "temp")) {
+            dst[0] = m->cfg.temp;
+        } else if (ends_with(p->name, ".bias")) {
+            /* zeros */
+        } else if (p->ndim == 1 && ends_with(p->name, ".weight")) {
+            for (size_t k = 0; k < p->numel; k++)
+                dst[k] = 1.0f;
+        } else {
+            double std = vit ? 0.02 : m->cfg.bert.initializer_range;
+            for (size_t k = 0; k < p->numel; k++)
+                dst[k] = (float)(vit ? truncated_normal(&r, std) : rng_normal(&r) * std);
+            /* BERT zeroes the [PAD] embedding row */
+            if (ends_with(p->name, "word_embeddings.weight")) {
+                int64_t c = p->shape[1], pad = m->cfg.bert.pad_token_id;
+                memset(dst + pad * c, 0, sizeof(float) * (size_t)c);
+            }
+        }
+    }
+    m->be->ops->upload(m->be, ps->values, host, ps->numel * sizeof(float));
+    free(host);
+}
+
+/* ---- loading ------------------------------------------------------------- */
+
+static void note_name(char *list, size_t cap, const char *name)
+{
+    size_t n = strlen(list);
+    if (n + strlen(name) + 8 >= cap) {
+        if (n + 5 < cap && !ends_with(list, "..."))
+            strcat(list, ", ...");
+        return;
+    }
+    if (n)
+        strcat(list, ", ");
+    strcat(list, name);
+}
+
+/* The file's name for a parameter: exact, or with "bert." inserted/removed
+ * after the text encoder prefix (pretraining vs fine-tuned layouts). */
+static const safetensors_tensor *find_in_file(const safetensors_file *st, const char *name)
+{
+    const safetensors_tensor *t = safetensors_find(st, name);
+    if (t)
+        return t;
+    char alt[320];
+    const char *bert = strstr(name, ".bert.");
+    if (bert) {
+        snprintf(alt, sizeof alt, "%.*s.%s", (int)(bert - name), name, bert + 6);
+    } else {
+        const char *dot = strchr(name, '.');
+        if (!dot || strncmp(name, "text_encoder", 12) || !strncmp(dot, ".cls.", 5))
+            return NULL;
+        snprintf(alt, sizeof alt, "%.*s.bert%s", (int)(dot - name), name, dot);
+    }
+    return safetensors_find(st, alt);
+}
+
+static int is_pos_embed(const char *name) { return ends_with(name, ".pos_embed"); }
+
+int albef_model_load(albef_model *m, const char *path, int strict, load_report *report)
+{
+    load_report local;
+    load_report *rep = report ? report : &local;
+    memset(rep, 0, sizeof *rep);
+    safetensors_file *st;
+    int rc = safetensors_open(path, &st);
+    if (rc)
+        return rc;
+    param_set *ps = &m->params;
+    float *host = calloc(ps->numel ? ps->numel : 1, sizeof(float));
+    char *used = calloc(safetensors_count(st) + 1, 1);
+    if (!host || !used) {
+        rc = albef_error(ALBEF_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    m->be->ops->download(m->be, host, ps->values, ps->numel * sizeof(float));
+    char shape_a[96], shape_b[96];
+    for (int i = 0; i < ps->count; i++) {
+        const param_info *p = &ps->items[i];
+        const safetensors_tensor *t = find_in_file(st, p->name);
+        if (!t && p->alias_of >= 0)
+            continue; /* the tied target's own name carries the data */
+        if (!t) {
+            /* a tied parameter is loaded when any of its names is present */
+            int found_alias = 0;
+            for (int j = 0; j < ps->count && !found_alias; j++)
+                found_alias = ps->items[j].alias_of == i && find_in_file(st, ps->items[j].name);
+            if (found_alias)
+                continue;
+            rep->missing++;
+            note_name(rep->missing_names, sizeof rep->missing_names, p->name);
+            continue;
+        }
+        for (size_t k = 0; k < safetensors_count(st); k++)
+            if (safetensors_tensor_at(st, k) == t)
+                used[k] = 1;
+        if (p->alias_of >= 0) {
+            /* both names present: the target's copy wins; they should agree */
+            continue;
+        }
+        int same_shape = t->ndim == p->ndim;
+        for (int d = 0; same_shape && d < p->ndim; d++)
+            same_shape = t->shape[d] == p->shape[d];
+        float *dst = host + p->offset;
+        if (same_shape) {
+            rc = safetensors_tensor_to_f32(st, t, dst);
+        } else if (is_pos_embed(p->name) && t->ndim == 3 && t->shape[0] == 1 && t->shape[2] == p->shape[2]) {
+            float *src = malloc(sizeof(float) * t->numel);
+            if (!src) {
+                rc = albef_error(ALBEF_ERR_NOMEM, "%s: out of memory", path);
+                goto done;
+            }
+            rc = safetensors_tensor_to_f32(st, t, src);
+            if (!rc)
+                rc = pos_embed_interpolate(src, (int)t->shape[1], dst, (int)p->shape[1], (int)p->shape[2]);
+            free(src);
+            if (!rc) {
+                rep->interpolated++;
+                log_info("%s: reshape position embedding %s from %lld to %lld tokens", path, p->name,
+                         (long long)t->shape[1], (long long)p->shape[1]);
+            }
+        } else {
+            rc = albef_error(ALBEF_ERR_INVALID, "%s: tensor '%s' has shape %s, the model expects %s", path, t->name,
+                             safetensors_shape_str(shape_a, sizeof shape_a, t->ndim, t->shape),
+                             safetensors_shape_str(shape_b, sizeof shape_b, p->ndim, p->shape));
+        }
+        if (rc) {
+            albef_error_context(rc, "loading '%s': ", p->name);
+            goto done;
+        }
+        rep->loaded++;
+    }
+    for (size_t k = 0; k < safetensors_count(st); k++) {
+        const char *name = safetensors_tensor_at(st, k)->name;
+        if (!used[k] && !ends_with(name, "position_ids")) {
+            rep->unexpected++;
+            note_name(rep->unexpected_names, sizeof rep->unexpected_names, name);
+        }
+    }
+    if (strict && rep->missing) {
+        rc = albef_error(ALBEF_ERR_INVALID, "%s: %d parameter(s) missing: %s", path, rep->missing,
+                         rep->missing_names);
+        goto done;
+    }
+    m->be->ops->upload(m->be, ps->values, host, ps->numel * sizeof(float));
+done:
+    free(host);
+    free(used);
+    safetensors_close(st);
+    return rc;
+}
+
+/* ---- saving --------------------------------------------------------------- */
+
+int albef_model_save(const albef_model *m, const char *path)
+{
+    const param_set *ps = &m->params;
+    float *host = malloc(sizeof(float) * (ps->numel ? ps->numel : 1));
+    int64_t *position_ids = NULL;
+    safetensors_writer *w = NULL;
+    char *config = NULL;
+    if (!host)
+        return albef_error(ALBEF_ERR_NOMEM, "%s: out of memory", path);
+    m->be->ops->download(m->be, host, ps->values, ps->numel * sizeof(float));
+    int rc = safetensors_writer_init(&w);
+    for (int i = 0; i < ps->count && !rc; i++) {
+        const param_info *p = &ps->items[i];
+        rc = safetensors_writer_add(w, p->name, DTYPE_F32, p->ndim, p->shape, host + p->offset);
+    }
+    /* transformers 4.8 keeps position_ids as a persistent buffer, so a strict
+     * load_state_dict in PyTorch expects it */
+    int64_t max_pos = m->cfg.bert.max_position_embeddings;
+    position_ids = malloc(sizeof(int64_t) * (size_t)max_pos);
+    if (!rc && !position_ids)
+        rc = albef_error(ALBEF_ERR_NOMEM, "%s: out of memory", path);
+    for (int64_t i = 0; !rc && i < max_pos; i++)
+        position_ids[i] = i;
+    if (!rc) {
+        char name[96];
+        snprintf(name, sizeof name, "text_encoder%s%s.embeddings.position_ids", m->opt.momentum_copy ? "_m" : "",
+                 m->opt.layout == LAYOUT_PRETRAIN ? ".bert" : "");
+        rc = safetensors_writer_add(w, name, DTYPE_I64, 2, TENSOR_SHAPE(1, max_pos), position_ids);
+    }
+    config = config_to_json(&m->cfg);
+    if (!rc)
+        rc = safetensors_writer_set_metadata(w, "config", config ? config : "{}");
+    if (!rc)
+        rc = safetensors_writer_set_metadata(w, "format", "albef");
+    if (!rc)
+        rc = safetensors_writer_write(w, path);
+    safetensors_writer_free(w);
+    free(config);
+    free(position_ids);
+    free(host);
+    return rc;
+}

@@ -1,0 +1,71 @@
+/* The ALBEF model: image encoder, text/fusion encoder (one BERT), the
+ * contrastive projections, temperature and ITM head, with the official
+ * state-dict names (spec 1.4, 6.3, 6.4), and loading/saving as safetensors.
+ *
+ * The same definition builds the online model and its momentum copy (names
+ * with "_m", no itm_head and no temp). Parameters are registered in the
+ * order visual_encoder, vision_proj, text_encoder, text_proj, [itm_head, temp],
+ * so the momentum pairs of spec 2.6 are one prefix of the arena, updated by
+ * one pass. */
+#ifndef ALBEF_MODEL_ALBEF_MODEL_H
+#define ALBEF_MODEL_ALBEF_MODEL_H
+
+#include "model/bert.h"
+#include "model/config.h"
+#include "model/vit.h"
+
+enum albef_layout {
+    LAYOUT_PRETRAIN,  /* text_encoder.bert.* + text_encoder.cls.predictions.* (ALBEF.pth) */
+    LAYOUT_RETRIEVAL, /* text_encoder.* without "bert.", no MLM head (mscoco.pth, flickr30k.pth) */
+};
+
+typedef struct {
+    enum albef_layout layout;
+    int momentum_copy; /* the "_m" teacher: no itm_head, no temp, no gradients */
+    int with_grads;
+} albef_model_options;
+
+typedef struct {
+    albef_config cfg;
+    albef_model_options opt;
+    backend *be;
+    param_set params;
+    vit_model vit;
+    bert_model text;
+    linear_params vision_proj, text_proj, itm_head;    /* values */
+    linear_params g_vision_proj, g_text_proj, g_itm_head; /* gradients */
+    tensor temp, g_temp;                               /* (1) */
+    size_t momentum_numel; /* elements of the arena prefix that the momentum copy mirrors */
+} albef_model;
+
+/* Registers and allocates the parameters (zeros; load or initialise next). */
+int albef_model_init(albef_model *m, const albef_config *cfg, backend *be, const albef_model_options *opt);
+void albef_model_free(albef_model *m);
+
+/* Random initialisation as the official code (normal std initializer_range
+ * for Linear/Embedding weights, trunc-normal 0.02 for the ViT, zero biases,
+ * LayerNorm (1, 0), temp from the config), seeded. */
+void albef_model_init_weights(albef_model *m, uint64_t seed);
+
+/* What loading a checkpoint found. */
+typedef struct {
+    int loaded;          /* parameters filled */
+    int missing;         /* parameters the file lacks (left as they were) */
+    int unexpected;      /* file tensors no parameter took (momentum copies, queues, ...) */
+    int interpolated;    /* pos_embed resized to this model's grid */
+    char missing_names[1024];    /* a comma-separated sample, for messages */
+    char unexpected_names[1024];
+} load_report;
+
+/* Loads the parameters whose names (after the layout's renaming: "bert."
+ * added or stripped, tied aliases, position_ids ignored) appear in the
+ * safetensors file. Shapes must match, except pos_embed, which is
+ * interpolated bicubically when the patch grid differs. With strict, a
+ * missing parameter is an error; unexpected tensors never are. */
+int albef_model_load(albef_model *m, const char *path, int strict, load_report *report);
+
+/* Writes every parameter (tied names written twice, as the official files
+ * have them, and position_ids) with the configuration in the metadata. */
+int albef_model_save(const albef_model *m, const char *path);
+
+#endif
