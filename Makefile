@@ -60,7 +60,7 @@ TOOLS    := $(TOOL_SRC:tools/%.c=$(BUILD)/bin/%)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 FUZZERS  := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
-TESTUTIL := $(BUILD)/obj/tests/testutil.o
+TESTUTIL := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out tests/test_%,$(wildcard tests/*.c)))
 
 ARCHIVE_OBJ := $(LIB_OBJ) $(if $(filter 1,$(CUDA)),$(CUDA_OBJ))
 
@@ -69,6 +69,7 @@ FUZZ_SECONDS ?= 600
 
 .PHONY: all lib tools tests benches deps test demo cuda-check bench fuzz fuzz-build install clean
 .DEFAULT_GOAL := all
+.SECONDARY:
 
 all: lib tools
 lib: $(LIBALBEF)
