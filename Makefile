@@ -38,7 +38,7 @@ CFLAGS_ALL += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointe
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-NVCCFLAGS ?= -O2 -std=c++17 --Werror all-warnings -Xcompiler -Wall,-Werror \
+NVCCFLAGS ?= -O2 -std=c++17 -Ilib --Werror all-warnings -Xcompiler -Wall,-Werror \
              -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
              -gencode arch=compute_90,code=compute_90
 ifeq ($(CUDA),1)

@@ -172,6 +172,9 @@ struct backend {
 int backend_create(const char *name, backend **out);
 void backend_destroy(backend *be);
 backend *backend_cpu(void);
+/* Lists (comma-separated) the entries of a back end's table that are NULL;
+ * returns how many. */
+int backend_missing_ops(const backend *be, char *buf, size_t cap);
 backend *backend_null(void);
 
 /* The dropout keep test shared by every back end. */
