@@ -105,9 +105,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTUTIL) $(LIBALBEF)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -pthread $< $(TESTUTIL) $(LIBALBEF) $(LDLIBS_ALL) -lcmocka -o $@
 
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBALBEF)
+# Benchmarks may reuse the tests' reference scenario (a forward + backward step).
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/obj/tests/scenario.o $(LIBALBEF)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -pthread $< $(LIBALBEF) $(LDLIBS_ALL) -o $@
+	$(CC) $(LDFLAGS) -pthread $< $(BUILD)/obj/tests/scenario.o $(LIBALBEF) $(LDLIBS_ALL) -o $@
 
 $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(LIBALBEF)
 	@mkdir -p $(@D)
