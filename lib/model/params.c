@@ -146,3 +146,9 @@ int params_alloc(param_set *ps, backend *be, int with_grads)
     }
     return ALBEF_OK;
 }
+
+void params_zero_grads(param_set *ps)
+{
+    if (ps->grads)
+        ps->be->ops->zero(ps->be, ps->grads, ps->numel * sizeof(float));
+}

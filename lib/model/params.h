@@ -48,6 +48,9 @@ int params_alias(param_set *ps, tensor *value_slot, tensor *grad_slot, const cha
 /* Allocates the arenas (gradients when with_grads) and fills every slot. */
 int params_alloc(param_set *ps, backend *be, int with_grads);
 
+/* Sets every gradient to zero (the start of a step). */
+void params_zero_grads(param_set *ps);
+
 int params_index(const param_set *ps, const char *name); /* -1 when absent */
 tensor params_value(const param_set *ps, int index);
 tensor params_grad(const param_set *ps, int index);

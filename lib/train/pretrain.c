@@ -1,0 +1,653 @@
+#include "train/pretrain.h"
+
+#include "core/error.h"
+#include "core/log.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Host-side buffers of a step and the device tensors of its activations. */
+struct pretrain_buffers {
+    /* host */
+    int32_t *mlm_ids, *mlm_labels, *masked_rows, *masked_labels;
+    float *mask_add, *mask3;
+    int32_t *idx_text3, *idx_img3, *itm_labels, *diag;
+    float *w_i2t, *w_t2i; /* (B, B) sampling weights */
+    int n_masked, max_masked;
+    /* device tensors of the current step */
+    tensor images, ids, mlm_in, text_mask, text_mask3, t_idx3, v_idx3, t_itm, t_diag, t_masked_rows, t_masked_labels;
+    tensor v_cls, img_proj, image_feat, img_norm, t_cls, txt_proj, text_feat, txt_norm;
+    tensor vm_tokens, image_feat_m, text_feat_m; /* teacher */
+    tensor sim_i2t, sim_t2i, raw_i2t, raw_t2i, tgt_i2t, tgt_t2i, loss_i2t, loss_t2i, dsim_i2t, dsim_t2i;
+    tensor sim_sample;                            /* (B, B) student logits for sampling */
+    tensor fusion_embeds, fusion_enc, m_cls, itm_logits, itm_loss, ditm;
+    tensor hid_rows, soft, mlm_loss, dmlm;
+    tensor losses; /* (4) */
+    tensor sumsq;  /* (1) */
+};
+
+pretrain_options pretrain_options_default(int batch)
+{
+    pretrain_options o = {
+        .batch = batch,
+        .max_len = 25,
+        .seed = 42,
+        .hidden_dropout = 0.1f,
+        .attention_dropout = 0.1f,
+        .teacher_dropout = 1,
+        .weight_decay = 0.02f,
+        .beta1 = 0.9f,
+        .beta2 = 0.999f,
+        .eps = 1e-8f,
+    };
+    return o;
+}
+
+static int max_masked_tokens(const albef_config *cfg, int n_tokens)
+{
+    /* Masking is Bernoulli(p) per token; a bound ten standard deviations
+     * above the mean is never reached in practice (and is enforced). */
+    double p = cfg->mlm_probability, mean = p * n_tokens, sd = sqrt(n_tokens * p * (1 - p));
+    int r = (int)ceil(mean + 10 * sd + 8);
+    return r < n_tokens ? r : n_tokens;
+}
+
+/* ---- the step, written once for sizing (null back end) and running ----- */
+
+static tensor upload(backend *be, arena *ar, albef_dtype dt, const void *host, int ndim, const int64_t *shape)
+{
+    tensor t = arena_tensor(ar, dt, ndim, shape);
+    if (t.data && host)
+        be->ops->upload(be, t.data, host, tensor_nbytes(t));
+    return t;
+}
+
+/* [CLS] -> projection -> L2 normalisation; keeps what the backward needs. */
+static void project(backend *be, arena *ar, tensor seq, const linear_params *proj, tensor *cls, tensor *p, tensor *feat,
+                    tensor *norms)
+{
+    int64_t B = seq.shape[0], T = seq.shape[1], C = seq.shape[2], E = proj->weight.shape[0];
+    *cls = arena_f32(ar, B, C);
+    *p = arena_f32(ar, B, E);
+    *feat = arena_f32(ar, B, E);
+    *norms = arena_f32(ar, B);
+    op_copy_rows(be, *cls, C, seq, T * C, B, C, 0);
+    op_linear_forward(be, *p, *cls, proj->weight, proj->bias);
+    op_l2norm_forward(be, *feat, *norms, *p);
+}
+
+static uint64_t step_seed(pretrainer *t, int pass)
+{
+    uint64_t x = t->opt.seed ^ 0xa0761d6478bd642full;
+    return splitmix64(&x) ^ (t->step_count * 16 + (uint64_t)pass);
+}
+
+/* Draws MLM masking on the host: Bernoulli(p) over tokens other than [PAD]
+ * and [CLS]; of those, 80 % become [MASK], 10 % a uniform random id over the
+ * whole vocabulary, 10 % stay. */
+static void draw_masking(pretrainer *t, const pretrain_batch *b)
+{
+    struct pretrain_buffers *u = t->buf;
+    int B = t->opt.batch, L = b->len, V = t->cfg.bert.vocab_size;
+    double p = t->cfg.mlm_probability;
+    for (int i = 0; i < B * L; i++) {
+        int32_t id = b->ids[i];
+        u->mlm_ids[i] = id;
+        u->mlm_labels[i] = -100;
+        if (!b->mask[i] || id == t->special_pad || id == t->special_cls)
+            continue;
+        if (!rng_bernoulli(&t->rng, p))
+            continue;
+        u->mlm_labels[i] = id;
+        if (rng_bernoulli(&t->rng, 0.8))
+            u->mlm_ids[i] = t->special_mask;
+        else if (rng_bernoulli(&t->rng, 0.5))
+            u->mlm_ids[i] = (int32_t)rng_below(&t->rng, (uint32_t)V);
+    }
+}
+
+static void collect_masked(pretrainer *t, int L)
+{
+    struct pretrain_buffers *u = t->buf;
+    int B = t->opt.batch, n = 0, dropped = 0;
+    for (int i = 0; i < B * L; i++) {
+        if (u->mlm_labels[i] == -100)
+            continue;
+        if (n == u->max_masked) {
+            dropped++;
+            continue;
+        }
+        u->masked_rows[n] = i;
+        u->masked_labels[n++] = u->mlm_labels[i];
+    }
+    if (dropped)
+        log_warn("MLM: %d masked tokens above the bound of %d left out of this step", dropped, u->max_masked);
+    u->n_masked = n;
+}
+
+/* multinomial draw of one index from non-negative weights */
+static int32_t draw_index(rng_state *r, const float *w, int n, int exclude)
+{
+    double total = 0;
+    for (int j = 0; j < n; j++)
+        total += w[j];
+    if (!(total > 0)) {
+        /* every other sample is the same image (weights all zero): take any other */
+        int j = (int)rng_below(r, (uint32_t)(n - 1));
+        return (int32_t)(j >= exclude ? j + 1 : j);
+    }
+    double u = rng_uniform(r) * total, acc = 0;
+    for (int j = 0; j < n; j++) {
+        acc += w[j];
+        if (u < acc && w[j] > 0)
+            return (int32_t)j;
+    }
+    for (int j = n - 1; j >= 0; j--)
+        if (w[j] > 0)
+            return (int32_t)j;
+    return 0;
+}
+
+/* softmax over each row of the student's in-batch logits, diagonal zeroed
+ * afterwards (not renormalised: multinomial does not need it) */
+static void sampling_weights(const float *logits, int B, float *w)
+{
+    for (int i = 0; i < B; i++) {
+        const float *x = logits + (size_t)i * B;
+        float mx = -INFINITY;
+        for (int j = 0; j < B; j++)
+            mx = x[j] > mx ? x[j] : mx;
+        double s = 0;
+        for (int j = 0; j < B; j++)
+            s += exp((double)x[j] - mx);
+        for (int j = 0; j < B; j++)
+            w[(size_t)i * B + j] = i == j ? 0.0f : (float)(exp((double)x[j] - mx) / s);
+    }
+}
+
+static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int sizing)
+{
+    struct pretrain_buffers *u = t->buf;
+    albef_model *m = &t->online, *mm = &t->momentum;
+    const albef_config *cfg = &t->cfg;
+    int64_t B = t->opt.batch, L = b->len, T = config_num_patches(cfg) + 1, Cv = cfg->vision_width;
+    int64_t H = cfg->bert.hidden_size, V = cfg->bert.vocab_size, R = sizing ? u->max_masked : u->n_masked;
+    int64_t Q = cfg->queue_size, RES = cfg->image_res;
+    arena *ar = &t->ar, *sc = &t->scratch;
+    float alpha = b->alpha;
+    dropout_ctx drop = {.hidden = t->opt.hidden_dropout, .attention = t->opt.attention_dropout,
+                        .seed = step_seed(t, 0)};
+    dropout_ctx drop_m = drop;
+    drop_m.seed = step_seed(t, 1);
+    dropout_ctx *dm = t->opt.teacher_dropout ? &drop_m : NULL;
+
+    arena_reset(ar, 0);
+    u->images = upload(be, ar, DTYPE_F32, sizing ? NULL : b->images, 4, TENSOR_SHAPE(B, 3, RES, RES));
+    u->ids = upload(be, ar, DTYPE_I32, sizing ? NULL : b->ids, 2, TENSOR_SHAPE(B, L));
+    u->mlm_in = upload(be, ar, DTYPE_I32, sizing ? NULL : u->mlm_ids, 2, TENSOR_SHAPE(B, L));
+    u->text_mask = upload(be, ar, DTYPE_F32, sizing ? NULL : u->mask_add, 2, TENSOR_SHAPE(B, L));
+    u->t_diag = upload(be, ar, DTYPE_I32, sizing ? NULL : u->diag, 1, TENSOR_SHAPE(B));
+    u->t_masked_rows = upload(be, ar, DTYPE_I32, sizing ? NULL : u->masked_rows, 1, TENSOR_SHAPE(R));
+    u->t_masked_labels = upload(be, ar, DTYPE_I32, sizing ? NULL : u->masked_labels, 1, TENSOR_SHAPE(R));
+
+    /* 1. temperature */
+    op_clamp(be, m->temp, 0.001f, 0.5f);
+    /* 2. student features */
+    vit_forward(be, &m->vit, &t->vit, ar, u->images);
+    project(be, ar, t->vit.out, &m->vision_proj, &u->v_cls, &u->img_proj, &u->image_feat, &u->img_norm);
+    bert_inputs ti = {.mode = BERT_TEXT, .ids = u->ids, .text_mask = u->text_mask};
+    bert_forward(be, &m->text, &t->text, ar, &ti, &drop);
+    project(be, ar, t->text.out, &m->text_proj, &u->t_cls, &u->txt_proj, &u->text_feat, &u->txt_norm);
+
+    /* 3. momentum update, then teacher features into rows [0, B) of the
+     * [batch | queue] buffers */
+    op_ema(be, params_all_values(&mm->params), tensor_slice(params_all_values(&m->params), 0, (int64_t)mm->params.numel),
+           cfg->momentum);
+    arena_reset(sc, 0);
+    vit_forward(be, &mm->vit, &t->vit_m, sc, u->images);
+    u->vm_tokens = arena_f32(ar, B, T, Cv);
+    be->ops->copy(be, u->vm_tokens.data, t->vit_m.out.data, tensor_nbytes(u->vm_tokens));
+    tensor c1, p1, n1;
+    project(be, sc, t->vit_m.out, &mm->vision_proj, &c1, &p1, &u->image_feat_m, &n1);
+    be->ops->copy(be, t->img_all.data, u->image_feat_m.data, tensor_nbytes(u->image_feat_m));
+    arena_reset(sc, 0);
+    bert_forward(be, &mm->text, &t->text_m, sc, &ti, dm);
+    project(be, sc, t->text_m.out, &mm->text_proj, &c1, &p1, &u->text_feat_m, &n1);
+    be->ops->copy(be, t->txt_all.data, u->text_feat_m.data, tensor_nbytes(u->text_feat_m));
+
+    /* teacher targets: alpha * softmax(sim_m) + (1 - alpha) * one-hot */
+    tensor img_feat_m = tensor_slice(t->img_all, 0, B), txt_feat_m = tensor_slice(t->txt_all, 0, B);
+    u->tgt_i2t = arena_f32(ar, B, B + Q);
+    u->tgt_t2i = arena_f32(ar, B, B + Q);
+    tensor raw_m = arena_f32(sc, B, B + Q);
+    op_matmul(be, raw_m, img_feat_m, t->txt_all, 0, 1, 1.0f, 0.0f);
+    op_div_scalar_forward(be, raw_m, raw_m, m->temp);
+    op_softmax_rows(be, u->tgt_i2t, raw_m);
+    op_matmul(be, raw_m, txt_feat_m, t->img_all, 0, 1, 1.0f, 0.0f);
+    op_div_scalar_forward(be, raw_m, raw_m, m->temp);
+    op_softmax_rows(be, u->tgt_t2i, raw_m);
+
+    /* 4. student ITC against [teacher batch | queue] */
+    u->raw_i2t = arena_f32(ar, B, B + Q);
+    u->raw_t2i = arena_f32(ar, B, B + Q);
+    u->sim_i2t = arena_f32(ar, B, B + Q);
+    u->sim_t2i = arena_f32(ar, B, B + Q);
+    op_matmul(be, u->raw_i2t, u->image_feat, t->txt_all, 0, 1, 1.0f, 0.0f);
+    op_matmul(be, u->raw_t2i, u->text_feat, t->img_all, 0, 1, 1.0f, 0.0f);
+    op_div_scalar_forward(be, u->sim_i2t, u->raw_i2t, m->temp);
+    op_div_scalar_forward(be, u->sim_t2i, u->raw_t2i, m->temp);
+    u->loss_i2t = arena_f32(ar, B);
+    u->loss_t2i = arena_f32(ar, B);
+    u->dsim_i2t = arena_f32(ar, B, B + Q);
+    u->dsim_t2i = arena_f32(ar, B, B + Q);
+    xent_params itc = {.hard_weight = 1.0f - alpha, .soft_weight = alpha, .grad_scale = 1.0f / (2.0f * (float)B)};
+    op_softmax_xent(be, &itc, u->loss_i2t, u->dsim_i2t, u->sim_i2t, u->t_diag, u->tgt_i2t);
+    op_softmax_xent(be, &itc, u->loss_t2i, u->dsim_t2i, u->sim_t2i, u->t_diag, u->tgt_t2i);
+
+    /* 5. enqueue the teacher features (the queue rows start at row B) */
+    if (!sizing) {
+        int64_t E = cfg->embed_dim;
+        size_t row = (size_t)E * sizeof(float);
+        be->ops->copy(be, (char *)t->img_all.data + (size_t)(B + t->queue_ptr) * row, t->img_all.data, (size_t)B * row);
+        be->ops->copy(be, (char *)t->txt_all.data + (size_t)(B + t->queue_ptr) * row, t->txt_all.data, (size_t)B * row);
+        t->queue_ptr = (t->queue_ptr + B) % Q;
+    }
+
+    /* 6. ITM: hard negatives from the student's in-batch ITC softmax */
+    u->sim_sample = arena_f32(ar, B, B);
+    op_copy_rows(be, u->sim_sample, B, u->sim_i2t, B + Q, B, B, 0);
+    if (!sizing) {
+        const pretrain_choices *ch = b->choices;
+        float *host = malloc(sizeof(float) * (size_t)(B * B));
+        be->ops->download(be, host, u->sim_sample.data, sizeof(float) * (size_t)(B * B));
+        sampling_weights(host, (int)B, u->w_i2t);
+        op_copy_rows(be, u->sim_sample, B, u->sim_t2i, B + Q, B, B, 0);
+        be->ops->download(be, host, u->sim_sample.data, sizeof(float) * (size_t)(B * B));
+        sampling_weights(host, (int)B, u->w_t2i);
+        free(host);
+        for (int64_t i = 0; i < B; i++) {
+            int32_t neg_img = ch && ch->neg_image_idx ? ch->neg_image_idx[i]
+                                                      : draw_index(&t->rng, u->w_t2i + i * B, (int)B, (int)i);
+            int32_t neg_txt = ch && ch->neg_text_idx ? ch->neg_text_idx[i]
+                                                     : draw_index(&t->rng, u->w_i2t + i * B, (int)B, (int)i);
+            /* rows [0, B): positives; [B, 2B): text b with image neg; [2B, 3B): text neg with image b */
+            u->idx_text3[i] = (int32_t)i, u->idx_img3[i] = (int32_t)i;
+            u->idx_text3[B + i] = (int32_t)i, u->idx_img3[B + i] = neg_img;
+            u->idx_text3[2 * B + i] = neg_txt, u->idx_img3[2 * B + i] = (int32_t)i;
+        }
+        for (int64_t r = 0; r < 3 * B; r++)
+            memcpy(u->mask3 + r * L, u->mask_add + (int64_t)u->idx_text3[r] * L, sizeof(float) * (size_t)L);
+    }
+    u->t_idx3 = upload(be, ar, DTYPE_I32, sizing ? NULL : u->idx_text3, 1, TENSOR_SHAPE(3 * B));
+    u->v_idx3 = upload(be, ar, DTYPE_I32, sizing ? NULL : u->idx_img3, 1, TENSOR_SHAPE(3 * B));
+    u->t_itm = upload(be, ar, DTYPE_I32, sizing ? NULL : u->itm_labels, 1, TENSOR_SHAPE(3 * B));
+    u->text_mask3 = upload(be, ar, DTYPE_F32, sizing ? NULL : u->mask3, 2, TENSOR_SHAPE(3 * B, L));
+    u->fusion_embeds = arena_f32(ar, 3 * B, L, H);
+    u->fusion_enc = arena_f32(ar, 3 * B, T, Cv);
+    op_gather_rows(be, u->fusion_embeds, t->text.out, u->t_idx3);
+    op_gather_rows(be, u->fusion_enc, t->vit.out, u->v_idx3);
+    bert_inputs fi = {.mode = BERT_FUSION, .embeds = u->fusion_embeds, .text_mask = u->text_mask3,
+                      .enc = {u->fusion_enc}, .n_enc = 1};
+    bert_forward(be, &m->text, &t->fusion, ar, &fi, &drop);
+    u->m_cls = arena_f32(ar, 3 * B, H);
+    op_copy_rows(be, u->m_cls, H, t->fusion.out, L * H, 3 * B, H, 0);
+    u->itm_logits = arena_f32(ar, 3 * B, 2);
+    op_linear_forward(be, u->itm_logits, u->m_cls, m->itm_head.weight, m->itm_head.bias);
+    u->itm_loss = arena_f32(ar, 3 * B);
+    u->ditm = arena_f32(ar, 3 * B, 2);
+    xent_params itm = {.hard_weight = 1, .soft_weight = 0, .grad_scale = 1.0f / (3.0f * (float)B)};
+    op_softmax_xent(be, &itm, u->itm_loss, u->ditm, u->itm_logits, u->t_itm, tensor_none());
+
+    /* 7. MLM with the teacher's distribution over the vocabulary */
+    u->soft = arena_f32(ar, R, V);
+    u->hid_rows = arena_f32(ar, R, H);
+    u->mlm_loss = arena_f32(ar, R);
+    u->dmlm = arena_f32(ar, R, V);
+    if (R > 0) {
+        arena_reset(sc, 0);
+        bert_inputs mi_m = {.mode = BERT_MULTI_MODAL, .ids = u->mlm_in, .text_mask = u->text_mask,
+                            .enc = {u->vm_tokens}, .n_enc = 1};
+        bert_forward(be, &mm->text, &t->mlm_m, sc, &mi_m, dm);
+        tensor rows_m = arena_f32(sc, R, H);
+        op_gather_rows(be, rows_m, tensor_reshape(t->mlm_m.out, 2, TENSOR_SHAPE(B * L, H)), u->t_masked_rows);
+        bert_mlm_forward(be, &mm->text, &t->head_m, sc, rows_m);
+        op_softmax_rows(be, u->soft, t->head_m.logits);
+
+        bert_inputs mi = {.mode = BERT_MULTI_MODAL, .ids = u->mlm_in, .text_mask = u->text_mask,
+                          .enc = {t->vit.out}, .n_enc = 1};
+        bert_forward(be, &m->text, &t->mlm, ar, &mi, &drop);
+        op_gather_rows(be, u->hid_rows, tensor_reshape(t->mlm.out, 2, TENSOR_SHAPE(B * L, H)), u->t_masked_rows);
+        bert_mlm_forward(be, &m->text, &t->head, ar, u->hid_rows);
+        xent_params mlm = {.hard_weight = 1.0f - alpha, .soft_weight = alpha, .grad_scale = 1.0f / (float)R};
+        op_softmax_xent(be, &mlm, u->mlm_loss, u->dmlm, t->head.logits, u->t_masked_labels, u->soft);
+    }
+    u->losses = arena_f32(ar, 4);
+    op_reduce_sum(be, tensor_slice(u->losses, 0, 1), u->loss_i2t, 0.5f / (float)B);
+    op_reduce_sum(be, tensor_slice(u->losses, 1, 1), u->loss_t2i, 0.5f / (float)B);
+    op_reduce_sum(be, tensor_slice(u->losses, 2, 1), u->itm_loss, 1.0f / (3.0f * (float)B));
+    if (R > 0)
+        op_reduce_sum(be, tensor_slice(u->losses, 3, 1), u->mlm_loss, 1.0f / (float)R);
+    else
+        op_fill(be, tensor_slice(u->losses, 3, 1), 0.0f);
+}
+
+static void backward(pretrainer *t, backend *be, int len)
+{
+    struct pretrain_buffers *u = t->buf;
+    albef_model *m = &t->online;
+    const albef_config *cfg = &t->cfg;
+    int64_t B = t->opt.batch, L = len, T = config_num_patches(cfg) + 1, Cv = cfg->vision_width;
+    int64_t H = cfg->bert.hidden_size, E = cfg->embed_dim, Q = cfg->queue_size, R = u->hid_rows.shape[0];
+    arena *ar = &t->ar;
+    tensor dV = arena_f32(ar, B, T, Cv), dT = arena_f32(ar, B, L, H);
+    op_fill(be, dV, 0.0f);
+    op_fill(be, dT, 0.0f);
+    tensor none2[2] = {tensor_none(), tensor_none()};
+    /* MLM */
+    if (R > 0) {
+        tensor drows = arena_f32(ar, R, H), dH = arena_f32(ar, B, L, H);
+        bert_mlm_backward(be, &m->text, &t->head, ar, u->dmlm, drows);
+        op_fill(be, dH, 0.0f);
+        op_scatter_add_rows(be, tensor_reshape(dH, 2, TENSOR_SHAPE(B * L, H)), drows, u->t_masked_rows);
+        tensor denc[2] = {dV, tensor_none()};
+        bert_backward(be, &m->text, &t->mlm, ar, dH, tensor_none(), 0, denc);
+    }
+    /* ITM */
+    tensor dm_cls = arena_f32(ar, 3 * B, H), dM = arena_f32(ar, 3 * B, L, H);
+    op_linear_backward(be, dm_cls, 0, m->g_itm_head.weight, m->g_itm_head.bias, u->ditm, u->m_cls, m->itm_head.weight);
+    op_fill(be, dM, 0.0f);
+    op_copy_rows(be, dM, L * H, dm_cls, H, 3 * B, H, 1);
+    tensor dE = arena_f32(ar, 3 * B, L, H), dEnc = arena_f32(ar, 3 * B, T, Cv);
+    op_fill(be, dEnc, 0.0f);
+    tensor denc3[2] = {dEnc, tensor_none()};
+    bert_backward(be, &m->text, &t->fusion, ar, dM, dE, 0, denc3);
+    op_scatter_add_rows(be, dT, dE, u->t_idx3);
+    op_scatter_add_rows(be, dV, dEnc, u->v_idx3);
+    /* ITC: the [batch | queue] side is the teacher's, without gradient */
+    tensor draw_i2t = arena_f32(ar, B, B + Q), draw_t2i = arena_f32(ar, B, B + Q);
+    op_div_scalar_backward(be, draw_i2t, m->g_temp, u->dsim_i2t, u->sim_i2t, m->temp);
+    op_div_scalar_backward(be, draw_t2i, m->g_temp, u->dsim_t2i, u->sim_t2i, m->temp);
+    tensor dimg = arena_f32(ar, B, E), dtxt = arena_f32(ar, B, E);
+    op_matmul(be, dimg, draw_i2t, t->txt_all, 0, 0, 1.0f, 0.0f);
+    op_matmul(be, dtxt, draw_t2i, t->img_all, 0, 0, 1.0f, 0.0f);
+    tensor dpi = arena_f32(ar, B, E), dpt = arena_f32(ar, B, E);
+    op_l2norm_backward(be, dpi, dimg, u->image_feat, u->img_norm);
+    op_l2norm_backward(be, dpt, dtxt, u->text_feat, u->txt_norm);
+    tensor dv_cls = arena_f32(ar, B, Cv), dt_cls = arena_f32(ar, B, H);
+    op_linear_backward(be, dv_cls, 0, m->g_vision_proj.weight, m->g_vision_proj.bias, dpi, u->v_cls,
+                       m->vision_proj.weight);
+    op_linear_backward(be, dt_cls, 0, m->g_text_proj.weight, m->g_text_proj.bias, dpt, u->t_cls, m->text_proj.weight);
+    op_copy_rows(be, dV, T * Cv, dv_cls, Cv, B, Cv, 1);
+    op_copy_rows(be, dT, L * H, dt_cls, H, B, H, 1);
+    /* encoders */
+    bert_backward(be, &m->text, &t->text, ar, dT, tensor_none(), 0, none2);
+    vit_backward(be, &m->vit, &t->vit, ar, dV);
+}
+
+/* ---- setup --------------------------------------------------------------- */
+
+static int alloc_host(struct pretrain_buffers *u, int B, int L, int max_masked)
+{
+    size_t bl = (size_t)B * L;
+    u->mlm_ids = calloc(bl, sizeof(int32_t));
+    u->mlm_labels = calloc(bl, sizeof(int32_t));
+    u->masked_rows = calloc((size_t)max_masked + 1, sizeof(int32_t));
+    u->masked_labels = calloc((size_t)max_masked + 1, sizeof(int32_t));
+    u->mask_add = calloc(bl, sizeof(float));
+    u->mask3 = calloc(3 * bl, sizeof(float));
+    u->idx_text3 = calloc(3 * (size_t)B, sizeof(int32_t));
+    u->idx_img3 = calloc(3 * (size_t)B, sizeof(int32_t));
+    u->itm_labels = calloc(3 * (size_t)B, sizeof(int32_t));
+    u->diag = calloc((size_t)B, sizeof(int32_t));
+    u->w_i2t = calloc((size_t)B * B, sizeof(float));
+    u->w_t2i = calloc((size_t)B * B, sizeof(float));
+    u->max_masked = max_masked;
+    if (!u->mlm_ids || !u->mlm_labels || !u->masked_rows || !u->masked_labels || !u->mask_add || !u->mask3 ||
+        !u->idx_text3 || !u->idx_img3 || !u->itm_labels || !u->diag || !u->w_i2t || !u->w_t2i)
+        return albef_error(ALBEF_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < B; i++) {
+        u->diag[i] = i;
+        u->itm_labels[i] = 1;
+    }
+    return ALBEF_OK;
+}
+
+static void free_host(struct pretrain_buffers *u)
+{
+    if (!u)
+        return;
+    free(u->mlm_ids), free(u->mlm_labels), free(u->masked_rows), free(u->masked_labels), free(u->mask_add),
+        free(u->mask3), free(u->idx_text3), free(u->idx_img3), free(u->itm_labels), free(u->diag), free(u->w_i2t),
+        free(u->w_t2i);
+    free(u);
+}
+
+/* Queues start as random unit vectors (per feature), as randn + normalize. */
+static void init_queues(pretrainer *t)
+{
+    int64_t E = t->cfg.embed_dim, N = t->opt.batch + t->cfg.queue_size;
+    float *host = calloc((size_t)(N * E), sizeof(float));
+    if (!host)
+        return;
+    for (int64_t r = 0; r < N * E; r++)
+        host[r] = (float)rng_normal(&t->rng);
+    for (int64_t r = 0; r < N; r++) {
+        double s = 0;
+        for (int64_t e = 0; e < E; e++)
+            s += (double)host[r * E + e] * host[r * E + e];
+        float inv = (float)(1.0 / (sqrt(s) > 1e-12 ? sqrt(s) : 1e-12));
+        for (int64_t e = 0; e < E; e++)
+            host[r * E + e] *= inv;
+    }
+    t->be->ops->upload(t->be, t->img_all.data, host, sizeof(float) * (size_t)(N * E));
+    for (int64_t r = 0; r < N * E; r++)
+        host[r] = (float)rng_normal(&t->rng);
+    for (int64_t r = 0; r < N; r++) {
+        double s = 0;
+        for (int64_t e = 0; e < E; e++)
+            s += (double)host[r * E + e] * host[r * E + e];
+        float inv = (float)(1.0 / (sqrt(s) > 1e-12 ? sqrt(s) : 1e-12));
+        for (int64_t e = 0; e < E; e++)
+            host[r * E + e] *= inv;
+    }
+    t->be->ops->upload(t->be, t->txt_all.data, host, sizeof(float) * (size_t)(N * E));
+    free(host);
+}
+
+int pretrainer_init(pretrainer *t, const albef_config *cfg, backend *be, const pretrain_options *opt, int cls_id,
+                    int mask_id)
+{
+    memset(t, 0, sizeof *t);
+    t->cfg = *cfg;
+    t->opt = *opt;
+    t->be = be;
+    t->special_pad = cfg->bert.pad_token_id;
+    t->special_cls = cls_id;
+    t->special_mask = mask_id;
+    int B = opt->batch, L = opt->max_len;
+    if (B < 2)
+        return albef_error(ALBEF_ERR_INVALID, "pre-training needs a batch of at least 2 (hard negatives)");
+    if (cfg->queue_size % B)
+        return albef_error(ALBEF_ERR_INVALID, "queue_size %d must be a multiple of the batch size %d",
+                           cfg->queue_size, B);
+    if (L < 1 || L > cfg->bert.max_position_embeddings)
+        return albef_error(ALBEF_ERR_INVALID, "text length %d is outside 1..%d", L, cfg->bert.max_position_embeddings);
+    rng_seed_stream(&t->rng, opt->seed, 0x9e37);
+    albef_model_options on = {.layout = LAYOUT_PRETRAIN, .with_grads = 1};
+    albef_model_options mo = {.layout = LAYOUT_PRETRAIN, .momentum_copy = 1};
+    int rc = albef_model_init(&t->online, cfg, be, &on);
+    rc = rc ? rc : albef_model_init(&t->momentum, cfg, be, &mo);
+    if (rc)
+        return rc;
+    if (t->momentum.params.numel != t->online.momentum_numel)
+        return albef_error(ALBEF_ERR_INVALID, "internal: momentum layout (%zu) differs from the online prefix (%zu)",
+                           t->momentum.params.numel, t->online.momentum_numel);
+    t->buf = calloc(1, sizeof *t->buf);
+    if (!t->buf)
+        return albef_error(ALBEF_ERR_NOMEM, "out of memory");
+    rc = alloc_host(t->buf, B, L, max_masked_tokens(cfg, B * L));
+    rc = rc ? rc : vit_acts_init(&t->vit, &t->online.vit);
+    rc = rc ? rc : vit_acts_init(&t->vit_m, &t->momentum.vit);
+    rc = rc ? rc : bert_acts_init(&t->text, &t->online.text);
+    rc = rc ? rc : bert_acts_init(&t->text_m, &t->momentum.text);
+    rc = rc ? rc : bert_acts_init(&t->fusion, &t->online.text);
+    rc = rc ? rc : bert_acts_init(&t->mlm, &t->online.text);
+    rc = rc ? rc : bert_acts_init(&t->mlm_m, &t->momentum.text);
+    if (rc)
+        return rc;
+    /* optimizer state, queues */
+    size_t bytes = t->online.params.numel * sizeof(float);
+    t->adam_m = be->ops->alloc(be, bytes);
+    t->adam_v = be->ops->alloc(be, bytes);
+    int64_t E = cfg->embed_dim, N = (int64_t)B + cfg->queue_size;
+    t->img_all = tensor_f32(be->ops->alloc(be, sizeof(float) * (size_t)(N * E)), N, E);
+    t->txt_all = tensor_f32(be->ops->alloc(be, sizeof(float) * (size_t)(N * E)), N, E);
+    if (!t->adam_m || !t->adam_v || !t->img_all.data || !t->txt_all.data)
+        return albef_error(ALBEF_ERR_NOMEM, "cannot allocate the optimizer state and queues (%.1f MiB)",
+                           (2.0 * bytes + 2.0 * N * E * 4) / 1048576.0);
+    be->ops->zero(be, t->adam_m, bytes);
+    be->ops->zero(be, t->adam_v, bytes);
+    init_queues(t);
+
+    /* size the activation memory with a dry run at the longest text */
+    pretrain_batch dry = {.len = L, .alpha = 0.4f};
+    arena_init_measuring(&t->ar);
+    arena_init_measuring(&t->scratch);
+    forward(t, backend_null(), &dry, 1);
+    backward(t, backend_null(), L);
+    t->ar_bytes = t->ar.peak;
+    t->scratch_bytes = t->scratch.peak;
+    rc = arena_init(&t->ar, be, t->ar_bytes);
+    rc = rc ? rc : arena_init(&t->scratch, be, t->scratch_bytes);
+    if (rc)
+        return albef_error_context(rc, "activation memory for batch %d, text length %d: ", B, L);
+    log_info("activation memory: %.1f MiB + %.1f MiB teacher scratch for batch %d, text length %d", t->ar_bytes / 1048576.0,
+             t->scratch_bytes / 1048576.0, B, L);
+    return ALBEF_OK;
+}
+
+void pretrainer_free(pretrainer *t)
+{
+    backend *be = t->be;
+    if (be) {
+        if (t->adam_m)
+            be->ops->free(be, t->adam_m);
+        if (t->adam_v)
+            be->ops->free(be, t->adam_v);
+        if (t->img_all.data)
+            be->ops->free(be, t->img_all.data);
+        if (t->txt_all.data)
+            be->ops->free(be, t->txt_all.data);
+    }
+    arena_free(&t->ar);
+    arena_free(&t->scratch);
+    vit_acts_free(&t->vit), vit_acts_free(&t->vit_m);
+    bert_acts_free(&t->text), bert_acts_free(&t->text_m), bert_acts_free(&t->fusion), bert_acts_free(&t->mlm),
+        bert_acts_free(&t->mlm_m);
+    free_host(t->buf);
+    albef_model_free(&t->online);
+    albef_model_free(&t->momentum);
+    memset(t, 0, sizeof *t);
+}
+
+void pretrainer_sync_momentum(pretrainer *t)
+{
+    t->be->ops->copy(t->be, t->momentum.params.values, t->online.params.values,
+                     t->momentum.params.numel * sizeof(float));
+}
+
+size_t pretrainer_bytes_per_sample(const albef_config *cfg, int max_len)
+{
+    size_t per[2];
+    for (int k = 0; k < 2; k++) {
+        pretrainer t;
+        memset(&t, 0, sizeof t);
+        t.cfg = *cfg;
+        t.opt = pretrain_options_default(2 + 2 * k);
+        t.opt.max_len = max_len;
+        t.be = backend_null();
+        albef_model_options on = {.layout = LAYOUT_PRETRAIN, .with_grads = 1};
+        albef_model_options mo = {.layout = LAYOUT_PRETRAIN, .momentum_copy = 1};
+        if (albef_model_init(&t.online, cfg, t.be, &on) || albef_model_init(&t.momentum, cfg, t.be, &mo))
+            return 0;
+        t.buf = calloc(1, sizeof *t.buf);
+        int B = t.opt.batch;
+        alloc_host(t.buf, B, max_len, max_masked_tokens(cfg, B * max_len));
+        vit_acts_init(&t.vit, &t.online.vit), vit_acts_init(&t.vit_m, &t.momentum.vit);
+        bert_acts_init(&t.text, &t.online.text), bert_acts_init(&t.text_m, &t.momentum.text);
+        bert_acts_init(&t.fusion, &t.online.text), bert_acts_init(&t.mlm, &t.online.text);
+        bert_acts_init(&t.mlm_m, &t.momentum.text);
+        int64_t N = (int64_t)B + cfg->queue_size;
+        t.img_all = tensor_f32(NULL, N, cfg->embed_dim);
+        t.txt_all = tensor_f32(NULL, N, cfg->embed_dim);
+        pretrain_batch dry = {.len = max_len, .alpha = 0.4f};
+        arena_init_measuring(&t.ar);
+        arena_init_measuring(&t.scratch);
+        forward(&t, t.be, &dry, 1);
+        backward(&t, t.be, max_len);
+        per[k] = t.ar.peak + t.scratch.peak;
+        t.be = NULL;
+        pretrainer_free(&t);
+    }
+    return (per[1] - per[0]) / 2;
+}
+
+/* ---- the step --------------------------------------------------------------- */
+
+int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_stats *stats)
+{
+    struct pretrain_buffers *u = t->buf;
+    backend *be = t->be;
+    int B = t->opt.batch, L = b->len;
+    if (L < 1 || L > t->opt.max_len)
+        return albef_error(ALBEF_ERR_INVALID, "text length %d is outside 1..%d", L, t->opt.max_len);
+    for (int i = 0; i < B * L; i++) {
+        if (b->ids[i] < 0 || b->ids[i] >= t->cfg.bert.vocab_size)
+            return albef_error(ALBEF_ERR_INVALID, "token id %d is outside the vocabulary (%d)", b->ids[i],
+                               t->cfg.bert.vocab_size);
+        u->mask_add[i] = b->mask[i] ? 0.0f : -10000.0f;
+    }
+    if (b->choices && b->choices->mlm_ids) {
+        memcpy(u->mlm_ids, b->choices->mlm_ids, sizeof(int32_t) * (size_t)(B * L));
+        memcpy(u->mlm_labels, b->choices->mlm_labels, sizeof(int32_t) * (size_t)(B * L));
+    } else {
+        draw_masking(t, b);
+    }
+    collect_masked(t, L);
+
+    params_zero_grads(&t->online.params);
+    forward(t, be, b, 0);
+    backward(t, be, L);
+
+    /* gradient norm (before the update), then AdamW with ALBEF's two groups */
+    param_set *ps = &t->online.params;
+    u->sumsq = arena_f32(&t->ar, 1);
+    op_reduce_sumsq(be, u->sumsq, params_all_grads(ps), 1.0f);
+    t->adam_step++;
+    for (int i = 0; i < ps->count; i++) {
+        const param_info *p = &ps->items[i];
+        if (p->alias_of >= 0)
+            continue;
+        tensor w = params_value(ps, i), g = params_grad(ps, i);
+        tensor mm = tensor_make(t->adam_m + p->offset, DTYPE_F32, p->ndim, p->shape);
+        tensor vv = tensor_make(t->adam_v + p->offset, DTYPE_F32, p->ndim, p->shape);
+        op_adamw(be, w, g, mm, vv, lr, t->opt.beta1, t->opt.beta2, t->opt.eps, p->no_decay ? 0.0f : t->opt.weight_decay,
+                 (int)t->adam_step);
+    }
+    t->step_count++;
+    if (t->ar.overflow || t->scratch.overflow)
+        return albef_error(ALBEF_ERR_NOMEM, "internal: activation memory smaller than the step needs");
+    if (stats) {
+        float host[4], ss;
+        be->ops->download(be, host, u->losses.data, sizeof host);
+        be->ops->download(be, &ss, u->sumsq.data, sizeof ss);
+        stats->loss_ita = host[0] + host[1];
+        stats->loss_itm = host[2];
+        stats->loss_mlm = host[3];
+        stats->grad_norm = sqrtf(ss);
+        be->ops->download(be, &stats->temp, t->online.temp.data, sizeof(float));
+        stats->masked_tokens = u->n_masked;
+    }
+    return ALBEF_OK;
+}

@@ -1,0 +1,103 @@
+/* ALBEF pre-training with momentum distillation (spec 2): one object that
+ * owns the online model, its momentum copy, the feature queues, the AdamW
+ * state and the activation memory, and runs training steps.
+ *
+ * A step, in the official order: clamp temp; student image and text
+ * features; momentum update of the teacher; teacher features; ITC against
+ * [batch | queue] with soft targets alpha * softmax(teacher) + (1 - alpha) *
+ * one-hot; enqueue the teacher features; ITM on the positive pairs and on
+ * 2B hard negatives drawn from the student's in-batch ITC softmax; MLM
+ * (15 % masking, 80/10/10) with the teacher's MLM distribution as soft
+ * targets; loss = itc + itm + mlm; backward; AdamW.
+ *
+ * The queues are kept as rows (B + Q, E): rows [0, B) hold the current
+ * batch's momentum features and rows [B, B + Q) the queue, so the ITC
+ * logits against [batch | queue] are one matrix product. Checkpoints store
+ * them in the official layout, image_queue / text_queue (E, Q). */
+#ifndef ALBEF_TRAIN_PRETRAIN_H
+#define ALBEF_TRAIN_PRETRAIN_H
+
+#include "core/rng.h"
+#include "model/albef_model.h"
+#include "ops/arena.h"
+
+typedef struct {
+    int batch;          /* samples per step (B); the queue size must be a multiple */
+    int max_len;        /* longest text (ALBEF pre-training: 25) */
+    uint64_t seed;      /* drives masking, negatives, dropout, queue init */
+    float hidden_dropout, attention_dropout; /* BERT's, 0.1; 0 for parity runs */
+    int teacher_dropout; /* the official teacher runs in train mode, dropout on (1) */
+    float weight_decay; /* 0.02 */
+    float beta1, beta2, eps;
+} pretrain_options;
+
+pretrain_options pretrain_options_default(int batch);
+
+/* The random choices of a step, normally drawn by the step itself from the
+ * trainer's RNG; given here, they make a step reproducible against another
+ * implementation. */
+typedef struct {
+    const int32_t *mlm_ids;       /* (B, L) masked input ids */
+    const int32_t *mlm_labels;    /* (B, L) original id at masked positions, -100 elsewhere */
+    const int32_t *neg_image_idx; /* (B) hard-negative image for each text */
+    const int32_t *neg_text_idx;  /* (B) hard-negative text for each image */
+} pretrain_choices;
+
+typedef struct {
+    const float *images;   /* (B, 3, R, R), normalised */
+    const int32_t *ids;    /* (B, L), [CLS] first, [PAD] = pad_token_id after the text */
+    const int32_t *mask;   /* (B, L) 1 for real tokens */
+    int len;               /* L */
+    float alpha;           /* distillation weight for this step */
+    const pretrain_choices *choices; /* NULL: draw them */
+} pretrain_batch;
+
+typedef struct {
+    float loss_ita, loss_itm, loss_mlm;
+    float grad_norm;       /* of the gradients of this step, before the update */
+    float temp;
+    int masked_tokens;
+} pretrain_stats;
+
+typedef struct {
+    albef_config cfg;
+    pretrain_options opt;
+    backend *be;
+    albef_model online, momentum;
+    tensor img_all, txt_all;   /* (B + Q, E) */
+    int64_t queue_ptr;
+    float *adam_m, *adam_v;    /* back-end memory, the online arena's layout */
+    int64_t adam_step;
+    rng_state rng;
+    uint64_t step_count;       /* forward passes run, for dropout seeds */
+    int special_pad, special_cls, special_mask;
+    /* activations */
+    arena ar;                  /* kept for the backward pass */
+    arena scratch;             /* teacher passes, reset after each */
+    size_t ar_bytes, scratch_bytes;
+    vit_acts vit, vit_m;
+    bert_acts text, text_m, fusion, mlm, mlm_m;
+    mlm_head_acts head, head_m;
+    struct pretrain_buffers *buf;
+} pretrainer;
+
+/* Builds the models (online with gradients, momentum = a copy), the queues
+ * (random unit columns, as the official initialisation) and the optimizer
+ * state, and sizes the activation memory for (batch, max_len). The online
+ * weights start zero: initialise or load them, then call
+ * pretrainer_sync_momentum() to copy them into the teacher. */
+int pretrainer_init(pretrainer *t, const albef_config *cfg, backend *be, const pretrain_options *opt,
+                    int cls_id, int mask_id);
+void pretrainer_free(pretrainer *t);
+
+/* theta_m <- theta (ALBEF's copy_params). */
+void pretrainer_sync_momentum(pretrainer *t);
+
+/* One step: forward, backward, AdamW at rate lr. */
+int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_stats *stats);
+
+/* Activation bytes per sample at this configuration and text length, from a
+ * dry run, and the batch that would fit in `memory` bytes. */
+size_t pretrainer_bytes_per_sample(const albef_config *cfg, int max_len);
+
+#endif
