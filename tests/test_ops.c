@@ -504,6 +504,7 @@ static void test_softmax_xent(void **state)
     assert_float_equal(c.loss[0], expect, 1e-5);
     check_grad("softmax_xent mixed", c.logits, c.m * c.c, dlogits, xent_loss, &c, 1e-2f, TOL);
     /* hard labels only, mean over counted rows */
+    free(c.soft);
     c.soft = NULL;
     c.p = (xent_params){.hard_weight = 1, .soft_weight = 0, .grad_scale = 1.0f / 3};
     op_softmax_xent(backend_cpu(), &c.p, tensor_f32(c.loss, c.m), tensor_f32(dlogits, c.m, c.c),
