@@ -53,6 +53,11 @@ int albef_model_init(albef_model *m, const albef_config *cfg, backend *be, const
         rc = rc ? rc : params_add(ps, &m->temp, grads ? &m->g_temp : NULL, 0, NULL, "temp");
     }
     rc = rc ? rc : params_alloc(ps, be, grads);
+    m->position_ids = malloc(sizeof(int64_t) * (size_t)cfg->bert.max_position_embeddings);
+    if (!rc && !m->position_ids)
+        rc = albef_error(ALBEF_ERR_NOMEM, "out of memory");
+    for (int i = 0; !rc && i < cfg->bert.max_position_embeddings; i++)
+        m->position_ids[i] = i;
     if (rc)
         albef_model_free(m);
     return rc;
@@ -60,6 +65,8 @@ int albef_model_init(albef_model *m, const albef_config *cfg, backend *be, const
 
 void albef_model_free(albef_model *m)
 {
+    free(m->position_ids);
+    m->position_ids = NULL;
     vit_free(&m->vit);
     bert_free(&m->text);
     params_free(&m->params);
@@ -249,35 +256,44 @@ done:
 
 /* ---- saving --------------------------------------------------------------- */
 
-int albef_model_save(const albef_model *m, const char *path)
+float *albef_model_download(const albef_model *m)
 {
     const param_set *ps = &m->params;
     float *host = malloc(sizeof(float) * (ps->numel ? ps->numel : 1));
-    int64_t *position_ids = NULL;
-    safetensors_writer *w = NULL;
-    char *config = NULL;
-    if (!host)
-        return albef_error(ALBEF_ERR_NOMEM, "%s: out of memory", path);
-    m->be->ops->download(m->be, host, ps->values, ps->numel * sizeof(float));
-    int rc = safetensors_writer_init(&w);
+    if (host)
+        m->be->ops->download(m->be, host, ps->values, ps->numel * sizeof(float));
+    return host;
+}
+
+int albef_model_add_tensors(const albef_model *m, safetensors_writer *w, const float *host)
+{
+    const param_set *ps = &m->params;
+    int rc = ALBEF_OK;
     for (int i = 0; i < ps->count && !rc; i++) {
         const param_info *p = &ps->items[i];
         rc = safetensors_writer_add(w, p->name, DTYPE_F32, p->ndim, p->shape, host + p->offset);
     }
     /* transformers 4.8 keeps position_ids as a persistent buffer, so a strict
      * load_state_dict in PyTorch expects it */
-    int64_t max_pos = m->cfg.bert.max_position_embeddings;
-    position_ids = malloc(sizeof(int64_t) * (size_t)max_pos);
-    if (!rc && !position_ids)
-        rc = albef_error(ALBEF_ERR_NOMEM, "%s: out of memory", path);
-    for (int64_t i = 0; !rc && i < max_pos; i++)
-        position_ids[i] = i;
     if (!rc) {
         char name[96];
         snprintf(name, sizeof name, "text_encoder%s%s.embeddings.position_ids", m->opt.momentum_copy ? "_m" : "",
                  m->opt.layout == LAYOUT_PRETRAIN ? ".bert" : "");
-        rc = safetensors_writer_add(w, name, DTYPE_I64, 2, TENSOR_SHAPE(1, max_pos), position_ids);
+        rc = safetensors_writer_add(w, name, DTYPE_I64, 2,
+                                    TENSOR_SHAPE(1, m->cfg.bert.max_position_embeddings), m->position_ids);
     }
+    return rc;
+}
+
+int albef_model_save(const albef_model *m, const char *path)
+{
+    float *host = albef_model_download(m);
+    safetensors_writer *w = NULL;
+    char *config = NULL;
+    if (!host)
+        return albef_error(ALBEF_ERR_NOMEM, "%s: out of memory", path);
+    int rc = safetensors_writer_init(&w);
+    rc = rc ? rc : albef_model_add_tensors(m, w, host);
     config = config_to_json(&m->cfg);
     if (!rc)
         rc = safetensors_writer_set_metadata(w, "config", config ? config : "{}");
@@ -287,7 +303,6 @@ int albef_model_save(const albef_model *m, const char *path)
         rc = safetensors_writer_write(w, path);
     safetensors_writer_free(w);
     free(config);
-    free(position_ids);
     free(host);
     return rc;
 }

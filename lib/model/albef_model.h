@@ -36,6 +36,7 @@ typedef struct {
     linear_params g_vision_proj, g_text_proj, g_itm_head; /* gradients */
     tensor temp, g_temp;                               /* (1) */
     size_t momentum_numel; /* elements of the arena prefix that the momentum copy mirrors */
+    int64_t *position_ids;  /* 0..max_position-1, written with the weights */
 } albef_model;
 
 /* Registers and allocates the parameters (zeros; load or initialise next). */
@@ -67,5 +68,13 @@ int albef_model_load(albef_model *m, const char *path, int strict, load_report *
 /* Writes every parameter (tied names written twice, as the official files
  * have them, and position_ids) with the configuration in the metadata. */
 int albef_model_save(const albef_model *m, const char *path);
+
+struct safetensors_writer;
+/* Adds the parameters (and position_ids) to a writer being assembled, for
+ * checkpoints that hold more than one model. `host` is a host copy of the
+ * parameter arena that must outlive the write. */
+int albef_model_add_tensors(const albef_model *m, struct safetensors_writer *w, const float *host);
+/* A host copy of the parameter arena (malloc'ed), or NULL when out of memory. */
+float *albef_model_download(const albef_model *m);
 
 #endif

@@ -245,14 +245,8 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
     op_softmax_xent(be, &itc, u->loss_i2t, u->dsim_i2t, u->sim_i2t, u->t_diag, u->tgt_i2t);
     op_softmax_xent(be, &itc, u->loss_t2i, u->dsim_t2i, u->sim_t2i, u->t_diag, u->tgt_t2i);
 
-    /* 5. enqueue the teacher features (the queue rows start at row B) */
-    if (!sizing) {
-        int64_t E = cfg->embed_dim;
-        size_t row = (size_t)E * sizeof(float);
-        be->ops->copy(be, (char *)t->img_all.data + (size_t)(B + t->queue_ptr) * row, t->img_all.data, (size_t)B * row);
-        be->ops->copy(be, (char *)t->txt_all.data + (size_t)(B + t->queue_ptr) * row, t->txt_all.data, (size_t)B * row);
-        t->queue_ptr = (t->queue_ptr + B) % Q;
-    }
+    /* 5. the enqueue of the teacher features happens after the backward pass,
+     * which still reads the queue as this step's ITC saw it (enqueue()) */
 
     /* 6. ITM: hard negatives from the student's in-batch ITC softmax */
     u->sim_sample = arena_f32(ar, B, B);
@@ -330,6 +324,18 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
         op_reduce_sum(be, tensor_slice(u->losses, 3, 1), u->mlm_loss, 1.0f / (float)R);
     else
         op_fill(be, tensor_slice(u->losses, 3, 1), 0.0f);
+}
+
+/* Writes the teacher features of this step (rows [0, B)) into the queue at
+ * queue_ptr; ptr <- (ptr + B) mod Q. */
+static void enqueue(pretrainer *t)
+{
+    backend *be = t->be;
+    int64_t B = t->opt.batch, E = t->cfg.embed_dim;
+    size_t row = (size_t)E * sizeof(float);
+    be->ops->copy(be, (char *)t->img_all.data + (size_t)(B + t->queue_ptr) * row, t->img_all.data, (size_t)B * row);
+    be->ops->copy(be, (char *)t->txt_all.data + (size_t)(B + t->queue_ptr) * row, t->txt_all.data, (size_t)B * row);
+    t->queue_ptr = (t->queue_ptr + B) % t->cfg.queue_size;
 }
 
 static void backward(pretrainer *t, backend *be, int len)
@@ -593,6 +599,52 @@ size_t pretrainer_bytes_per_sample(const albef_config *cfg, int max_len)
     return (per[1] - per[0]) / 2;
 }
 
+/* ---- queues in the official layout ------------------------------------------ */
+
+/* rows [B, B + Q) of the (B + Q, E) buffer <-> columns of an (E, Q) matrix */
+static int queue_transfer(const pretrainer *t, tensor all, float *official, int to_device)
+{
+    int64_t B = t->opt.batch, Q = t->cfg.queue_size, E = t->cfg.embed_dim;
+    float *rows = malloc(sizeof(float) * (size_t)(Q * E));
+    if (!rows)
+        return albef_error(ALBEF_ERR_NOMEM, "out of memory");
+    size_t row_bytes = sizeof(float) * (size_t)E;
+    char *dev = (char *)all.data + (size_t)B * row_bytes;
+    if (to_device) {
+        for (int64_t q = 0; q < Q; q++)
+            for (int64_t e = 0; e < E; e++)
+                rows[q * E + e] = official[e * Q + q];
+        t->be->ops->upload(t->be, dev, rows, (size_t)Q * row_bytes);
+    } else {
+        t->be->ops->download(t->be, rows, dev, (size_t)Q * row_bytes);
+        for (int64_t q = 0; q < Q; q++)
+            for (int64_t e = 0; e < E; e++)
+                official[e * Q + q] = rows[q * E + e];
+    }
+    free(rows);
+    return ALBEF_OK;
+}
+
+int pretrainer_set_queues(pretrainer *t, const float *image_queue, const float *text_queue, int64_t ptr)
+{
+    if (ptr < 0 || ptr >= t->cfg.queue_size || ptr % t->opt.batch)
+        return albef_error(ALBEF_ERR_INVALID, "queue_ptr %lld must be a multiple of the batch %d below %d",
+                           (long long)ptr, t->opt.batch, t->cfg.queue_size);
+    int rc = queue_transfer(t, t->img_all, (float *)image_queue, 1);
+    rc = rc ? rc : queue_transfer(t, t->txt_all, (float *)text_queue, 1);
+    if (!rc)
+        t->queue_ptr = ptr;
+    return rc;
+}
+
+int pretrainer_get_queues(const pretrainer *t, float *image_queue, float *text_queue, int64_t *ptr)
+{
+    int rc = queue_transfer(t, t->img_all, image_queue, 0);
+    rc = rc ? rc : queue_transfer(t, t->txt_all, text_queue, 0);
+    *ptr = t->queue_ptr;
+    return rc;
+}
+
 /* ---- the step --------------------------------------------------------------- */
 
 int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_stats *stats)
@@ -619,6 +671,7 @@ int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_s
     params_zero_grads(&t->online.params);
     forward(t, be, b, 0);
     backward(t, be, L);
+    enqueue(t);
 
     /* gradient norm (before the update), then AdamW with ALBEF's two groups */
     param_set *ps = &t->online.params;
@@ -651,3 +704,5 @@ int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_s
     }
     return ALBEF_OK;
 }
+
+tensor pretrainer_last_sim_i2t(const pretrainer *t) { return t->buf->sim_i2t; }

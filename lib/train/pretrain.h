@@ -93,6 +93,15 @@ void pretrainer_free(pretrainer *t);
 /* theta_m <- theta (ALBEF's copy_params). */
 void pretrainer_sync_momentum(pretrainer *t);
 
+/* The queues in the official layout, image_queue / text_queue (E, Q), and
+ * the write position; used by checkpoints. */
+int pretrainer_set_queues(pretrainer *t, const float *image_queue, const float *text_queue, int64_t ptr);
+int pretrainer_get_queues(const pretrainer *t, float *image_queue, float *text_queue, int64_t *ptr);
+
+/* The student's ITC logits image-to-[batch | queue] (B, B + Q) of the last
+ * step, in back-end memory. */
+tensor pretrainer_last_sim_i2t(const pretrainer *t);
+
 /* One step: forward, backward, AdamW at rate lr. */
 int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_stats *stats);
 
