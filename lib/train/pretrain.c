@@ -25,6 +25,7 @@ struct pretrain_buffers {
     tensor hid_rows, soft, mlm_loss, dmlm;
     tensor losses; /* (4) */
     tensor sumsq;  /* (1) */
+    float loss_scale; /* gradient accumulation: 1 / micro-batches */
 };
 
 pretrain_options pretrain_options_default(int batch)
@@ -241,7 +242,7 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
     u->loss_t2i = arena_f32(ar, B);
     u->dsim_i2t = arena_f32(ar, B, B + Q);
     u->dsim_t2i = arena_f32(ar, B, B + Q);
-    xent_params itc = {.hard_weight = 1.0f - alpha, .soft_weight = alpha, .grad_scale = 1.0f / (2.0f * (float)B)};
+    xent_params itc = {.hard_weight = 1.0f - alpha, .soft_weight = alpha, .grad_scale = u->loss_scale / (2.0f * (float)B)};
     op_softmax_xent(be, &itc, u->loss_i2t, u->dsim_i2t, u->sim_i2t, u->t_diag, u->tgt_i2t);
     op_softmax_xent(be, &itc, u->loss_t2i, u->dsim_t2i, u->sim_t2i, u->t_diag, u->tgt_t2i);
 
@@ -290,7 +291,7 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
     op_linear_forward(be, u->itm_logits, u->m_cls, m->itm_head.weight, m->itm_head.bias);
     u->itm_loss = arena_f32(ar, 3 * B);
     u->ditm = arena_f32(ar, 3 * B, 2);
-    xent_params itm = {.hard_weight = 1, .soft_weight = 0, .grad_scale = 1.0f / (3.0f * (float)B)};
+    xent_params itm = {.hard_weight = 1, .soft_weight = 0, .grad_scale = u->loss_scale / (3.0f * (float)B)};
     op_softmax_xent(be, &itm, u->itm_loss, u->ditm, u->itm_logits, u->t_itm, tensor_none());
 
     /* 7. MLM with the teacher's distribution over the vocabulary */
@@ -313,7 +314,7 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
         bert_forward(be, &m->text, &t->mlm, ar, &mi, &drop);
         op_gather_rows(be, u->hid_rows, tensor_reshape(t->mlm.out, 2, TENSOR_SHAPE(B * L, H)), u->t_masked_rows);
         bert_mlm_forward(be, &m->text, &t->head, ar, u->hid_rows);
-        xent_params mlm = {.hard_weight = 1.0f - alpha, .soft_weight = alpha, .grad_scale = 1.0f / (float)R};
+        xent_params mlm = {.hard_weight = 1.0f - alpha, .soft_weight = alpha, .grad_scale = u->loss_scale / (float)R};
         op_softmax_xent(be, &mlm, u->mlm_loss, u->dmlm, t->head.logits, u->t_masked_labels, u->soft);
     }
     u->losses = arena_f32(ar, 4);
@@ -520,8 +521,10 @@ int pretrainer_init(pretrainer *t, const albef_config *cfg, backend *be, const p
     pretrain_batch dry = {.len = L, .alpha = 0.4f};
     arena_init_measuring(&t->ar);
     arena_init_measuring(&t->scratch);
+    t->buf->loss_scale = 1.0f;
     forward(t, backend_null(), &dry, 1);
     backward(t, backend_null(), L);
+    arena_f32(&t->ar, 1); /* the gradient norm of pretrainer_update */
     t->ar_bytes = t->ar.peak;
     t->scratch_bytes = t->scratch.peak;
     rc = arena_init(&t->ar, be, t->ar_bytes);
@@ -647,7 +650,7 @@ int pretrainer_get_queues(const pretrainer *t, float *image_queue, float *text_q
 
 /* ---- the step --------------------------------------------------------------- */
 
-int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_stats *stats)
+int pretrainer_accumulate(pretrainer *t, const pretrain_batch *b, float loss_scale, pretrain_stats *stats)
 {
     struct pretrain_buffers *u = t->buf;
     backend *be = t->be;
@@ -667,16 +670,32 @@ int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_s
         draw_masking(t, b);
     }
     collect_masked(t, L);
-
-    params_zero_grads(&t->online.params);
+    u->loss_scale = loss_scale;
     forward(t, be, b, 0);
     backward(t, be, L);
     enqueue(t);
+    t->step_count++;
+    if (t->ar.overflow || t->scratch.overflow)
+        return albef_error(ALBEF_ERR_NOMEM, "internal: activation memory smaller than the step needs");
+    if (stats) {
+        float host[4];
+        be->ops->download(be, host, u->losses.data, sizeof host);
+        stats->loss_ita = host[0] + host[1];
+        stats->loss_itm = host[2];
+        stats->loss_mlm = host[3];
+        be->ops->download(be, &stats->temp, t->online.temp.data, sizeof(float));
+        stats->masked_tokens = u->n_masked;
+    }
+    return ALBEF_OK;
+}
 
-    /* gradient norm (before the update), then AdamW with ALBEF's two groups */
+int pretrainer_update(pretrainer *t, float lr, float *grad_norm)
+{
+    backend *be = t->be;
     param_set *ps = &t->online.params;
-    u->sumsq = arena_f32(&t->ar, 1);
-    op_reduce_sumsq(be, u->sumsq, params_all_grads(ps), 1.0f);
+    /* gradient norm (before the update), then AdamW with ALBEF's two groups */
+    tensor sumsq = t->buf->sumsq = arena_f32(&t->ar, 1);
+    op_reduce_sumsq(be, sumsq, params_all_grads(ps), 1.0f);
     t->adam_step++;
     for (int i = 0; i < ps->count; i++) {
         const param_info *p = &ps->items[i];
@@ -688,21 +707,20 @@ int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_s
         op_adamw(be, w, g, mm, vv, lr, t->opt.beta1, t->opt.beta2, t->opt.eps, p->no_decay ? 0.0f : t->opt.weight_decay,
                  (int)t->adam_step);
     }
-    t->step_count++;
-    if (t->ar.overflow || t->scratch.overflow)
-        return albef_error(ALBEF_ERR_NOMEM, "internal: activation memory smaller than the step needs");
-    if (stats) {
-        float host[4], ss;
-        be->ops->download(be, host, u->losses.data, sizeof host);
-        be->ops->download(be, &ss, u->sumsq.data, sizeof ss);
-        stats->loss_ita = host[0] + host[1];
-        stats->loss_itm = host[2];
-        stats->loss_mlm = host[3];
-        stats->grad_norm = sqrtf(ss);
-        be->ops->download(be, &stats->temp, t->online.temp.data, sizeof(float));
-        stats->masked_tokens = u->n_masked;
+    if (grad_norm) {
+        float ss = 0;
+        if (sumsq.data)
+            be->ops->download(be, &ss, sumsq.data, sizeof ss);
+        *grad_norm = sqrtf(ss);
     }
-    return ALBEF_OK;
+    params_zero_grads(ps);
+    return t->ar.overflow ? albef_error(ALBEF_ERR_NOMEM, "internal: activation memory exhausted") : ALBEF_OK;
+}
+
+int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_stats *stats)
+{
+    int rc = pretrainer_accumulate(t, b, 1.0f, stats);
+    return rc ? rc : pretrainer_update(t, lr, stats ? &stats->grad_norm : NULL);
 }
 
 tensor pretrainer_last_sim_i2t(const pretrainer *t) { return t->buf->sim_i2t; }

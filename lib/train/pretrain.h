@@ -105,6 +105,13 @@ tensor pretrainer_last_sim_i2t(const pretrainer *t);
 /* One step: forward, backward, AdamW at rate lr. */
 int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_stats *stats);
 
+/* Gradient accumulation: each micro-batch runs forward and backward (with
+ * its own momentum update and enqueue, as a separate step would) and adds
+ * loss_scale times its gradients; pretrainer_update then applies AdamW to
+ * the sum and clears it. pretrainer_step = accumulate(1) + update. */
+int pretrainer_accumulate(pretrainer *t, const pretrain_batch *b, float loss_scale, pretrain_stats *stats);
+int pretrainer_update(pretrainer *t, float lr, float *grad_norm);
+
 /* Activation bytes per sample at this configuration and text length, from a
  * dry run, and the batch that would fit in `memory` bytes. */
 size_t pretrainer_bytes_per_sample(const albef_config *cfg, int max_len);
