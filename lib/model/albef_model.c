@@ -161,6 +161,44 @@ static const safetensors_tensor *find_in_file(const safetensors_file *st, const 
 
 static int is_pos_embed(const char *name) { return ends_with(name, ".pos_embed"); }
 
+/* Reads file tensor t into parameter p of the host copy, interpolating
+ * pos_embed when only its token count differs. */
+static int load_tensor(const safetensors_file *st, const safetensors_tensor *t, const param_info *p, float *host,
+                       load_report *rep)
+{
+    const char *path = safetensors_path(st);
+    char shape_a[96], shape_b[96];
+    int rc;
+    int same_shape = t->ndim == p->ndim;
+    for (int d = 0; same_shape && d < p->ndim; d++)
+        same_shape = t->shape[d] == p->shape[d];
+    float *dst = host + p->offset;
+    if (same_shape) {
+        rc = safetensors_tensor_to_f32(st, t, dst);
+    } else if (is_pos_embed(p->name) && t->ndim == 3 && t->shape[0] == 1 && t->shape[2] == p->shape[2]) {
+        float *src = malloc(sizeof(float) * t->numel);
+        if (!src)
+            return albef_error(ALBEF_ERR_NOMEM, "%s: out of memory", path);
+        rc = safetensors_tensor_to_f32(st, t, src);
+        if (!rc)
+            rc = pos_embed_interpolate(src, (int)t->shape[1], dst, (int)p->shape[1], (int)p->shape[2]);
+        free(src);
+        if (!rc) {
+            rep->interpolated++;
+            log_info("%s: reshape position embedding %s from %lld to %lld tokens", path, p->name,
+                     (long long)t->shape[1], (long long)p->shape[1]);
+        }
+    } else {
+        rc = albef_error(ALBEF_ERR_INVALID, "%s: tensor '%s' has shape %s, the model expects %s", path, t->name,
+                         safetensors_shape_str(shape_a, sizeof shape_a, t->ndim, t->shape),
+                         safetensors_shape_str(shape_b, sizeof shape_b, p->ndim, p->shape));
+    }
+    if (rc)
+        return albef_error_context(rc, "loading '%s': ", p->name);
+    rep->loaded++;
+    return ALBEF_OK;
+}
+
 int albef_model_load(albef_model *m, const char *path, int strict, load_report *report)
 {
     load_report local;
@@ -178,7 +216,6 @@ int albef_model_load(albef_model *m, const char *path, int strict, load_report *
         goto done;
     }
     m->be->ops->download(m->be, host, ps->values, ps->numel * sizeof(float));
-    char shape_a[96], shape_b[96];
     for (int i = 0; i < ps->count; i++) {
         const param_info *p = &ps->items[i];
         const safetensors_tensor *t = find_in_file(st, p->name);
@@ -202,37 +239,9 @@ int albef_model_load(albef_model *m, const char *path, int strict, load_report *
             /* both names present: the target's copy wins; they should agree */
             continue;
         }
-        int same_shape = t->ndim == p->ndim;
-        for (int d = 0; same_shape && d < p->ndim; d++)
-            same_shape = t->shape[d] == p->shape[d];
-        float *dst = host + p->offset;
-        if (same_shape) {
-            rc = safetensors_tensor_to_f32(st, t, dst);
-        } else if (is_pos_embed(p->name) && t->ndim == 3 && t->shape[0] == 1 && t->shape[2] == p->shape[2]) {
-            float *src = malloc(sizeof(float) * t->numel);
-            if (!src) {
-                rc = albef_error(ALBEF_ERR_NOMEM, "%s: out of memory", path);
-                goto done;
-            }
-            rc = safetensors_tensor_to_f32(st, t, src);
-            if (!rc)
-                rc = pos_embed_interpolate(src, (int)t->shape[1], dst, (int)p->shape[1], (int)p->shape[2]);
-            free(src);
-            if (!rc) {
-                rep->interpolated++;
-                log_info("%s: reshape position embedding %s from %lld to %lld tokens", path, p->name,
-                         (long long)t->shape[1], (long long)p->shape[1]);
-            }
-        } else {
-            rc = albef_error(ALBEF_ERR_INVALID, "%s: tensor '%s' has shape %s, the model expects %s", path, t->name,
-                             safetensors_shape_str(shape_a, sizeof shape_a, t->ndim, t->shape),
-                             safetensors_shape_str(shape_b, sizeof shape_b, p->ndim, p->shape));
-        }
-        if (rc) {
-            albef_error_context(rc, "loading '%s': ", p->name);
+        rc = load_tensor(st, t, p, host, rep);
+        if (rc)
             goto done;
-        }
-        rep->loaded++;
     }
     for (size_t k = 0; k < safetensors_count(st); k++) {
         const char *name = safetensors_tensor_at(st, k)->name;
@@ -250,6 +259,66 @@ int albef_model_load(albef_model *m, const char *path, int strict, load_report *
 done:
     free(host);
     free(used);
+    safetensors_close(st);
+    return rc;
+}
+
+/* The model's name for a file tensor under the rules, or 0 when dropped. */
+static int rename_tensor(const char *name, const name_rule *rules, int n_rules, char *out, size_t cap)
+{
+    for (int r = 0; r < n_rules; r++) {
+        size_t n = strlen(rules[r].from);
+        if (strncmp(name, rules[r].from, n))
+            continue;
+        if (!rules[r].to)
+            return 0;
+        snprintf(out, cap, "%s%s", rules[r].to, name + n);
+        /* TensorFlow-era BERT names LayerNorm parameters gamma and beta */
+        size_t len = strlen(out);
+        if (len > 6 && !strcmp(out + len - 6, ".gamma"))
+            snprintf(out + len - 6, cap - (len - 6), ".weight");
+        else if (len > 5 && !strcmp(out + len - 5, ".beta"))
+            snprintf(out + len - 5, cap - (len - 5), ".bias");
+        return 1;
+    }
+    return 0;
+}
+
+int albef_model_load_renamed(albef_model *m, const char *path, const name_rule *rules, int n_rules,
+                             load_report *report)
+{
+    load_report local;
+    load_report *rep = report ? report : &local;
+    memset(rep, 0, sizeof *rep);
+    safetensors_file *st;
+    int rc = safetensors_open(path, &st);
+    if (rc)
+        return rc;
+    param_set *ps = &m->params;
+    float *host = calloc(ps->numel ? ps->numel : 1, sizeof(float));
+    if (!host) {
+        safetensors_close(st);
+        return albef_error(ALBEF_ERR_NOMEM, "%s: out of memory", path);
+    }
+    m->be->ops->download(m->be, host, ps->values, ps->numel * sizeof(float));
+    for (size_t k = 0; k < safetensors_count(st) && !rc; k++) {
+        const safetensors_tensor *t = safetensors_tensor_at(st, k);
+        char name[320];
+        int i = rename_tensor(t->name, rules, n_rules, name, sizeof name) ? params_index(ps, name) : -1;
+        if (i >= 0 && ps->items[i].alias_of >= 0)
+            i = ps->items[i].alias_of;
+        if (i < 0) {
+            if (!ends_with(t->name, "position_ids")) {
+                rep->unexpected++;
+                note_name(rep->unexpected_names, sizeof rep->unexpected_names, t->name);
+            }
+            continue;
+        }
+        rc = load_tensor(st, t, &ps->items[i], host, rep);
+    }
+    if (!rc)
+        m->be->ops->upload(m->be, ps->values, host, ps->numel * sizeof(float));
+    free(host);
     safetensors_close(st);
     return rc;
 }

@@ -65,6 +65,17 @@ typedef struct {
  * missing parameter is an error; unexpected tensors never are. */
 int albef_model_load(albef_model *m, const char *path, int strict, load_report *report);
 
+/* Loading weights saved under other names: each file tensor is renamed by
+ * the first rule whose `from` prefix it starts with (`to` replaces it; a
+ * NULL `to` drops the tensor); LayerNorm "gamma"/"beta" become
+ * "weight"/"bias". Parameters the file does not cover keep their values.
+ * Used to start from Hugging Face BERT and timm DeiT weights. */
+typedef struct {
+    const char *from, *to;
+} name_rule;
+int albef_model_load_renamed(albef_model *m, const char *path, const name_rule *rules, int n_rules,
+                             load_report *report);
+
 /* Writes every parameter (tied names written twice, as the official files
  * have them, and position_ids) with the configuration in the metadata. */
 int albef_model_save(const albef_model *m, const char *path);
