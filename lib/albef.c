@@ -192,7 +192,8 @@ int albef_load(const char *checkpoint, const albef_params *params, albef_ctx **o
     load_report rep;
     rc = albef_model_load(&c->model, checkpoint, 1, &rep);
     if (!rc && rep.unexpected)
-        log_info("%s: %d tensors not used for inference (%s)", checkpoint, rep.unexpected, rep.unexpected_names);
+        log_debug("%s: %d tensors not used for inference (momentum model, queues, training state: %s)", checkpoint,
+                  rep.unexpected, rep.unexpected_names);
     c->max_batch = p.max_batch;
     c->max_len = p.max_text_len > cfg.bert.max_position_embeddings ? cfg.bert.max_position_embeddings
                                                                      : p.max_text_len;

@@ -415,6 +415,14 @@ static int run(const options *o)
     if (rc)
         goto done;
     have_trainer = 1;
+    {
+        char *vocab_text = NULL;
+        rc = file_read_all(o->vocab, &vocab_text, NULL);
+        rc = rc ? rc : pretrainer_set_vocab(&t, vocab_text);
+        free(vocab_text);
+        if (rc)
+            goto done;
+    }
     size_t per_sample = pretrainer_bytes_per_sample(&cfg, o->max_tokens);
     albef_log(ALBEF_LOG_INFO, "model: %zu parameters (+ momentum copy); activations %.1f MiB per sample",
               t.online.params.numel, per_sample / 1048576.0);

@@ -90,6 +90,8 @@ int pretrain_checkpoint_save(const pretrainer *t, const char *path, const train_
     rc = rc ? rc : set_meta_i64(w, "train.batch_size", t->opt.batch);
     rc = rc ? rc : set_meta_i64(w, "train.seed", (int64_t)t->opt.seed);
     rc = rc ? rc : safetensors_writer_set_metadata(w, "train.rng", rng_hex);
+    if (!rc && t->vocab_text)
+        rc = safetensors_writer_set_metadata(w, "vocab", t->vocab_text);
     rc = rc ? rc : safetensors_writer_write(w, path);
     safetensors_writer_free(w);
     for (int i = 0; names && i < 2 * ps->count; i++)

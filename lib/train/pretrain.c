@@ -557,7 +557,15 @@ void pretrainer_free(pretrainer *t)
     free_host(t->buf);
     albef_model_free(&t->online);
     albef_model_free(&t->momentum);
+    free(t->vocab_text);
     memset(t, 0, sizeof *t);
+}
+
+int pretrainer_set_vocab(pretrainer *t, const char *vocab_text)
+{
+    free(t->vocab_text);
+    t->vocab_text = vocab_text ? strdup(vocab_text) : NULL;
+    return !vocab_text || t->vocab_text ? ALBEF_OK : albef_error(ALBEF_ERR_NOMEM, "out of memory");
 }
 
 void pretrainer_sync_momentum(pretrainer *t)

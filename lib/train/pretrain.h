@@ -79,6 +79,7 @@ typedef struct {
     bert_acts text, text_m, fusion, mlm, mlm_m;
     mlm_head_acts head, head_m;
     struct pretrain_buffers *buf;
+    char *vocab_text;          /* the tokenizer's vocab.txt, stored in checkpoints (may be NULL) */
 } pretrainer;
 
 /* Builds the models (online with gradients, momentum = a copy), the queues
@@ -89,6 +90,10 @@ typedef struct {
 int pretrainer_init(pretrainer *t, const albef_config *cfg, backend *be, const pretrain_options *opt,
                     int cls_id, int mask_id);
 void pretrainer_free(pretrainer *t);
+
+/* Keeps a copy of the vocabulary text, which checkpoints then carry (their
+ * "vocab" metadata), so that a checkpoint is enough to tokenise for it. */
+int pretrainer_set_vocab(pretrainer *t, const char *vocab_text);
 
 /* theta_m <- theta (ALBEF's copy_params). */
 void pretrainer_sync_momentum(pretrainer *t);
