@@ -30,9 +30,10 @@ static void on_signal(int sig) { stop_signal = sig; }
 
 typedef struct {
     const char *config, *train, *image_root, *vocab, *out, *init, *init_bert, *init_vit, *resume, *log_path, *device;
-    int epochs, batch, accum, workers, max_tokens, max_words, keep, quiet, alpha_warmup, teacher_dropout;
+    int epochs, batch, accum, workers, max_tokens, max_words, keep, quiet, alpha_warmup, teacher_dropout, augment;
+    double crop_min;
     int64_t steps, save_every, warmup_steps;
-    double lr, min_lr, warmup_lr, weight_decay, alpha, dropout;
+    double lr, min_lr, warmup_lr, weight_decay, alpha, dropout, momentum;
     int warmup_epochs;
     enum lr_schedule_kind schedule;
     uint64_t seed;
@@ -71,8 +72,12 @@ static void usage(FILE *f)
             "      --weight-decay X     AdamW weight decay (default 0.02)\n"
             "      --alpha X            distillation weight (default: the configuration's, 0.4)\n"
             "      --no-alpha-warmup    no ramp of alpha over the first epoch\n"
+            "      --momentum X         momentum-model update rate (default: the configuration's,\n"
+            "                           0.995; lower it to train from scratch)\n"
             "      --dropout P          BERT dropout (default 0.1; 0 for parity runs)\n"
             "      --no-teacher-dropout evaluation mode for the momentum model\n"
+            "      --crop-scale X       smallest RandomResizedCrop area fraction (default 0.2)\n"
+            "      --no-augment         no RandomAugment\n"
             "      --max-tokens N       text length with [CLS] (default 25)\n"
             "      --max-words N        pre_caption words (default 30)\n"
             "      --seed S             random seed (default 42)\n"
@@ -125,7 +130,7 @@ enum {
     OPT_IMAGE_ROOT = 256, OPT_VOCAB, OPT_INIT, OPT_INIT_BERT, OPT_INIT_VIT, OPT_RESUME, OPT_EPOCHS, OPT_STEPS,
     OPT_ACCUM, OPT_LR, OPT_MIN_LR, OPT_WARMUP_LR, OPT_WARMUP_EPOCHS, OPT_SCHEDULE, OPT_WARMUP_STEPS, OPT_WD,
     OPT_ALPHA, OPT_NO_ALPHA_WARMUP, OPT_DROPOUT, OPT_NO_TEACHER_DROPOUT, OPT_MAX_TOKENS, OPT_MAX_WORDS, OPT_SEED,
-    OPT_WORKERS, OPT_DEVICE, OPT_SAVE_EVERY, OPT_KEEP, OPT_LOG
+    OPT_WORKERS, OPT_DEVICE, OPT_SAVE_EVERY, OPT_KEEP, OPT_LOG, OPT_CROP_SCALE, OPT_NO_AUGMENT, OPT_MOMENTUM
 };
 
 static int parse_options(int argc, char **argv, options *o)
@@ -153,9 +158,12 @@ static int parse_options(int argc, char **argv, options *o)
         {"weight-decay", required_argument, 0, OPT_WD},
         {"alpha", required_argument, 0, OPT_ALPHA},
         {"no-alpha-warmup", no_argument, 0, OPT_NO_ALPHA_WARMUP},
+        {"momentum", required_argument, 0, OPT_MOMENTUM},
         {"dropout", required_argument, 0, OPT_DROPOUT},
         {"no-teacher-dropout", no_argument, 0, OPT_NO_TEACHER_DROPOUT},
         {"max-tokens", required_argument, 0, OPT_MAX_TOKENS},
+        {"crop-scale", required_argument, 0, OPT_CROP_SCALE},
+        {"no-augment", no_argument, 0, OPT_NO_AUGMENT},
         {"max-words", required_argument, 0, OPT_MAX_WORDS},
         {"seed", required_argument, 0, OPT_SEED},
         {"workers", required_argument, 0, OPT_WORKERS},
@@ -171,8 +179,8 @@ static int parse_options(int argc, char **argv, options *o)
     *o = (options){
         .epochs = 30, .batch = 64, .accum = 1, .workers = 4, .max_tokens = 25, .max_words = 30, .keep = 3,
         .alpha_warmup = 1, .teacher_dropout = 1, .lr = 1e-4, .min_lr = 1e-5, .warmup_lr = 1e-5, .warmup_epochs = 20,
-        .warmup_steps = 1000, .weight_decay = 0.02, .alpha = -1, .dropout = 0.1, .seed = 42, .device = "cpu",
-        .schedule = LR_ALBEF,
+        .warmup_steps = 1000, .weight_decay = 0.02, .alpha = -1, .momentum = -1, .dropout = 0.1, .seed = 42, .device = "cpu",
+        .schedule = LR_ALBEF, .augment = 1, .crop_min = 0.2,
     };
     int c;
     int64_t v;
@@ -193,6 +201,7 @@ static int parse_options(int argc, char **argv, options *o)
         case 'q': o->quiet = 1; break;
         case OPT_NO_ALPHA_WARMUP: o->alpha_warmup = 0; break;
         case OPT_NO_TEACHER_DROPOUT: o->teacher_dropout = 0; break;
+        case OPT_NO_AUGMENT: o->augment = 0; break;
         case OPT_SCHEDULE:
             if (!strcmp(optarg, "albef"))
                 o->schedule = LR_ALBEF;
@@ -234,7 +243,9 @@ static int parse_options(int argc, char **argv, options *o)
             REAL_OPT(OPT_WARMUP_LR, warmup_lr, 0, 10, "--warmup-lr")
             REAL_OPT(OPT_WD, weight_decay, 0, 10, "--weight-decay")
             REAL_OPT(OPT_ALPHA, alpha, 0, 1, "--alpha")
+            REAL_OPT(OPT_MOMENTUM, momentum, 0, 1, "--momentum")
             REAL_OPT(OPT_DROPOUT, dropout, 0, 0.9, "--dropout")
+            REAL_OPT(OPT_CROP_SCALE, crop_min, 0.01, 1, "--crop-scale")
 #undef REAL_OPT
         case 'h': usage(stdout); exit(0);
         case 'V': printf(PROG " %s\n", albef_version()); exit(0);
@@ -378,6 +389,8 @@ static int run(const options *o)
         return rc;
     if (o->alpha >= 0)
         cfg.alpha = (float)o->alpha;
+    if (o->momentum >= 0)
+        cfg.momentum = (float)o->momentum;
 
     bert_tokenizer *tok = NULL;
     manifest *m = NULL;
@@ -469,6 +482,8 @@ static int run(const options *o)
         .workers = o->workers, .prefetch = 2 * o->workers,
     };
     lc.transform.res = cfg.image_res;
+    lc.transform.scale_min = o->crop_min;
+    lc.transform.augment = o->augment;
     rc = loader_open(&lc, &ld);
     if (rc)
         goto done;
