@@ -99,14 +99,14 @@ static void text_pass(albef_ctx *c, backend *be, const int32_t *ids, const int32
 }
 
 static tensor itm_pass(albef_ctx *c, backend *be, const float *text_tokens, const int32_t *mask, int n, int len,
-                       const float *image_tokens)
+                       const float *image_tokens, int one_image)
 {
     const albef_config *cfg = &c->model.cfg;
     int64_t T = config_num_patches(cfg) + 1, H = cfg->bert.hidden_size;
-    bert_inputs in = {.mode = BERT_FUSION, .n_enc = 1};
+    bert_inputs in = {.mode = BERT_FUSION, .n_enc = 1, .enc_shared = one_image};
     in.embeds = upload(c, DTYPE_F32, text_tokens, 3, TENSOR_SHAPE(n, len, H));
     in.text_mask = text_mask(c, mask, n, len);
-    in.enc[0] = upload(c, DTYPE_F32, image_tokens, 3, TENSOR_SHAPE(n, T, cfg->vision_width));
+    in.enc[0] = upload(c, DTYPE_F32, image_tokens, 3, TENSOR_SHAPE(one_image ? 1 : n, T, cfg->vision_width));
     bert_forward(be, &c->model.text, &c->bert, &c->ar, &in, NULL);
     tensor cls = arena_f32(&c->ar, n, H), logits = arena_f32(&c->ar, n, 2);
     op_copy_rows(be, cls, H, c->bert.out, len * H, n, H, 0);
@@ -143,7 +143,7 @@ static size_t measure(albef_ctx *c, int batch, int images_only)
         arena_reset(&c->ar, 0);
         text_pass(c, nb, NULL, NULL, batch, c->max_len, &f);
         arena_reset(&c->ar, 0);
-        itm_pass(c, nb, NULL, NULL, batch, c->max_len, NULL);
+        itm_pass(c, nb, NULL, NULL, batch, c->max_len, NULL, 0);
         if (c->model.text.has_mlm_head) {
             arena_reset(&c->ar, 0);
             mlm_pass(c, nb, NULL, NULL, c->mlm_batch, c->max_len, NULL);
@@ -298,7 +298,26 @@ int albef_itm_logits(albef_ctx *c, const float *text_tokens, const int32_t *mask
         int b = n - i < c->max_batch ? n - i : c->max_batch;
         arena_reset(&c->ar, 0);
         tensor l = itm_pass(c, c->be, text_tokens + (size_t)i * len * H, mask ? mask + (size_t)i * len : NULL, b,
-                            len, image_tokens + (size_t)i * T * Cv);
+                            len, image_tokens + (size_t)i * T * Cv, 0);
+        download(c, logits + (size_t)i * 2, l);
+    }
+    return ALBEF_OK;
+}
+
+int albef_itm_logits_one_image(albef_ctx *c, const float *text_tokens, const int32_t *mask, int n, int len,
+                               const float *image_tokens, float *logits)
+{
+    int rc = check_text(c, NULL, n, len);
+    if (rc)
+        return rc;
+    if (!c->model.itm_head.weight.data)
+        return albef_error(ALBEF_ERR_UNSUPPORTED, "this model has no ITM head");
+    int64_t H = c->model.cfg.bert.hidden_size;
+    for (int i = 0; i < n; i += c->max_batch) {
+        int b = n - i < c->max_batch ? n - i : c->max_batch;
+        arena_reset(&c->ar, 0);
+        tensor l = itm_pass(c, c->be, text_tokens + (size_t)i * len * H, mask ? mask + (size_t)i * len : NULL, b,
+                            len, image_tokens, 1);
         download(c, logits + (size_t)i * 2, l);
     }
     return ALBEF_OK;

@@ -73,6 +73,12 @@ void albef_itc_similarity(const float *img_feat, int n_img, const float *txt_fea
 int albef_itm_logits(albef_ctx *ctx, const float *text_tokens, const int32_t *mask, int n, int len,
                      const float *image_tokens, float *logits);
 
+/* The same for n texts against ONE image (T, Cv): the image's cross-attention
+ * keys and values are computed once per layer for all n texts, which is
+ * what re-ranking an image's candidate captions needs. */
+int albef_itm_logits_one_image(albef_ctx *ctx, const float *text_tokens, const int32_t *mask, int n, int len,
+                               const float *image_tokens, float *logits);
+
 /* MLM logits (n, len, V): every layer on ids with cross-attention to the
  * image tokens (n, T, Cv), then the MLM head. Pre-training checkpoints only. */
 int albef_mlm_logits(albef_ctx *ctx, const int32_t *ids, const int32_t *mask, int n, int len,

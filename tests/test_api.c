@@ -72,6 +72,17 @@ static void test_api_matches_reference(void **state)
     assert_ok(albef_itm_logits(ctx, txt_tok, mask, B, L, img_tok, logits));
     assert_close_f32(logits, g_itm, (size_t)B * 2, 1e-5, 1e-5, "itm logits");
 
+    /* one image against every text, keys/values shared: the same logits as
+     * the image repeated (the fast re-ranking path of retrieval) */
+    float *rep = malloc(sizeof(float) * (size_t)B * T * Cv), *l_rep = malloc(sizeof(float) * B * 2);
+    float *l_one = malloc(sizeof(float) * B * 2);
+    for (int b = 0; b < B; b++)
+        memcpy(rep + (size_t)b * T * Cv, img_tok + (size_t)1 * T * Cv, sizeof(float) * (size_t)T * Cv);
+    assert_ok(albef_itm_logits(ctx, txt_tok, mask, B, L, rep, l_rep));
+    assert_ok(albef_itm_logits_one_image(ctx, txt_tok, mask, B, L, img_tok + (size_t)1 * T * Cv, l_one));
+    assert_close_f32(l_one, l_rep, (size_t)B * 2, 1e-6, 1e-5, "itm logits, shared image");
+    free(rep), free(l_rep), free(l_one);
+
     /* MLM: compare the labelled rows */
     float *mlm = malloc(sizeof(float) * B * L * V), *g_mlm = golden(out, "mlm_logits", NULL);
     assert_ok(albef_mlm_logits(ctx, in.mlm_ids, mask, B, L, img_tok, mlm));

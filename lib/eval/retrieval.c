@@ -126,9 +126,9 @@ int retrieval_scores(albef_ctx *ctx, const retrieval_options *opt, const float *
         for (int r = 0; r < k_txt; r++) {
             memcpy(tt + (size_t)r * len * H, text_tokens + (size_t)idx[r] * len * H, sizeof(float) * (size_t)len * H);
             memcpy(mm + (size_t)r * len, text_mask + (size_t)idx[r] * len, sizeof(int32_t) * (size_t)len);
-            memcpy(it + (size_t)r * T * Cv, image_tokens + (size_t)i * T * Cv, sizeof(float) * (size_t)T * Cv);
         }
-        rc = albef_itm_logits(ctx, tt, mm, k_txt, len, it, logits);
+        /* one image against its k texts: its keys/values computed once */
+        rc = albef_itm_logits_one_image(ctx, tt, mm, k_txt, len, image_tokens + (size_t)i * T * Cv, logits);
         for (int r = 0; !rc && r < k_txt; r++)
             score_i2t[(size_t)i * n_txt + idx[r]] = logits[2 * r + 1];
         if (opt->progress)

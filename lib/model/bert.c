@@ -245,17 +245,18 @@ void bert_forward(backend *be, const bert_model *m, bert_acts *a, arena *ar, con
         if (i >= cfg->fusion_layer) {
             int e = in->n_enc > 1 ? (i - cfg->fusion_layer) % in->n_enc : 0;
             tensor enc = in->enc[e];
-            int64_t S = enc.shape[1];
+            int64_t S = enc.shape[1], KB = in->enc_shared ? 1 : B;
             la->enc = enc;
             la->enc_index = e;
             la->cq = arena_f32(ar, B, L, C);
-            la->ck = arena_f32(ar, B, S, C);
-            la->cv = arena_f32(ar, B, S, C);
+            la->ck = arena_f32(ar, KB, S, C);
+            la->cv = arena_f32(ar, KB, S, C);
             op_linear_forward(be, la->cq, h, lw->cross.query.weight, lw->cross.query.bias);
             op_linear_forward(be, la->ck, enc, lw->cross.key.weight, lw->cross.key.bias);
             op_linear_forward(be, la->cv, enc, lw->cross.value.weight, lw->cross.value.bias);
             la->seed_cross_attn = a->p_attn > 0 ? dropout_next_seed(dropout) : 0;
             attn_params cp = bert_attn(m, (int)B, (int)L, (int)S, 0, a->p_attn, la->seed_cross_attn);
+            cp.kv_shared = in->enc_shared;
             la->cprobs = arena_f32(ar, B, cfg->num_attention_heads, L, S);
             la->cctx = arena_f32(ar, B, L, C);
             op_attention_forward(be, &cp, la->cctx, la->cprobs, la->cq, la->ck, la->cv, in->enc_mask[e]);

@@ -89,6 +89,8 @@ typedef struct {
     tensor enc[2];         /* (B, S, E) encoder states; enc[1] present for NLVR2 */
     tensor enc_mask[2];    /* (B, S) additive, or none (images: never masked) */
     int n_enc;
+    int enc_shared;        /* enc[0] is (1, S, E), shared by all B rows: its cross-attention keys and
+                            * values are computed once per layer (inference only) */
 } bert_inputs;
 
 typedef struct {

@@ -43,6 +43,8 @@ typedef struct {
     float causal_value;                   /* BERT decoders: -10000 */
     float dropout;                        /* on the probabilities; 0 = off */
     uint64_t seed;                        /* dropout stream */
+    int kv_shared;                        /* every batch row reads batch row 0's keys and values (one
+                                           * image scored against many texts); forward only */
 } attn_params;
 
 /* Soft-target cross-entropy. For row r with p = softmax(logits[r]):

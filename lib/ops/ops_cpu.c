@@ -341,8 +341,9 @@ static void cpu_attention_forward(backend *be, const attn_params *p, tensor out,
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
                 const float *qb = CF(q) + (size_t)b * tq * p->q_stride + h * d;
-                const float *kb = CF(k) + (size_t)b * tk * p->k_stride + h * d;
-                const float *vb = CF(v) + (size_t)b * tk * p->v_stride + h * d;
+                size_t kv_b = p->kv_shared ? 0 : (size_t)b;
+                const float *kb = CF(k) + kv_b * tk * p->k_stride + h * d;
+                const float *vb = CF(v) + kv_b * tk * p->v_stride + h * d;
                 float *s = F(probs) + ((size_t)b * H + h) * tq * tk;
                 attention_probs(p, s, kt, qb, kb, msk ? msk + (size_t)b * tk : NULL);
                 for (int i = 0; i < tq; i++) {
@@ -374,6 +375,7 @@ static void cpu_attention_backward(backend *be, const attn_params *p, tensor dq,
                                    tensor scratch, tensor dout, tensor probs, tensor q, tensor k, tensor v)
 {
     (void)be;
+    assert(!p->kv_shared);
     int B = p->batch, H = p->heads, tq = p->q_len, tk = p->kv_len, d = p->head_dim;
     int64_t out_stride = (int64_t)H * d;
     float keep_scale = p->dropout > 0 ? 1.0f / (1.0f - p->dropout) : 1.0f;
