@@ -284,30 +284,34 @@ static void cpu_layernorm_backward(backend *be, tensor din, int accumulate, tens
 
 /* ---- attention ----------------------------------------------------------- */
 
-/* Scores for one (batch, head): s (Tq, Tk) = q k^T * scale + mask + causal,
- * then softmax in place. kt is scratch (D, Tk): k transposed, so that every
- * inner loop runs over contiguous memory. */
-static void attention_probs(const attn_params *p, float *s, float *kt, const float *q, const float *k,
-                            const float *mask)
+/* Attention runs per (batch, head) as matrix products on the strided q, k,
+ * v views (no copies), with the softmax in place between them. The products
+ * are issued one after another so that OpenBLAS threads each of them; a
+ * parallel loop around them would put two thread pools on the same cores. */
+
+/* A scratch row block for the dropped-out probabilities, kept between calls
+ * (grown, never shrunk), so that steps allocate nothing once warm. */
+static float *scratch_probs(size_t n)
 {
-    int tq = p->q_len, tk = p->kv_len, d = p->head_dim;
-    for (int j = 0; j < tk; j++)
-        for (int e = 0; e < d; e++)
-            kt[e * tk + j] = k[j * p->k_stride + e];
+    static _Thread_local float *buf;
+    static _Thread_local size_t cap;
+    if (n > cap) {
+        free(buf);
+        buf = malloc(sizeof(float) * n);
+        cap = buf ? n : 0;
+    }
+    return buf;
+}
+
+/* s (Tq, Tk): scores already scaled; adds the mask and causal term, then
+ * softmax per row, in place. */
+static void softmax_masked(const attn_params *p, float *s, const float *mask)
+{
+    int tq = p->q_len, tk = p->kv_len;
     for (int i = 0; i < tq; i++) {
         float *si = s + (size_t)i * tk;
-        for (int j = 0; j < tk; j++)
-            si[j] = 0.0f;
-        const float *qi = q + i * p->q_stride;
-        for (int e = 0; e < d; e++) {
-            float qv = qi[e];
-            const float *kr = kt + e * tk;
-            for (int j = 0; j < tk; j++)
-                si[j] += qv * kr[j];
-        }
         float mx = -INFINITY;
         for (int j = 0; j < tk; j++) {
-            si[j] *= p->scale;
             if (mask)
                 si[j] += mask[j];
             if (p->causal && j > i)
@@ -325,6 +329,16 @@ static void attention_probs(const attn_params *p, float *s, float *kt, const flo
     }
 }
 
+/* dst = src with dropout applied (keep / (1 - p)), for (b, h). */
+static void dropout_probs(const attn_params *p, int b, int h, const float *src, float *dst)
+{
+    int tq = p->q_len, tk = p->kv_len;
+    float keep_scale = 1.0f / (1.0f - p->dropout);
+    uint64_t base = ((uint64_t)b * p->heads + h) * (uint64_t)tq * tk;
+    for (size_t e = 0; e < (size_t)tq * tk; e++)
+        dst[e] = dropout_keep(p->seed, base + e, p->dropout) ? src[e] * keep_scale : 0.0f;
+}
+
 static void cpu_attention_forward(backend *be, const attn_params *p, tensor out, tensor probs, tensor q, tensor k,
                                   tensor v, tensor mask)
 {
@@ -332,43 +346,28 @@ static void cpu_attention_forward(backend *be, const attn_params *p, tensor out,
     int B = p->batch, H = p->heads, tq = p->q_len, tk = p->kv_len, d = p->head_dim;
     int64_t out_stride = (int64_t)H * d;
     const float *msk = tensor_present(mask) ? CF(mask) : NULL;
-    float keep_scale = p->dropout > 0 ? 1.0f / (1.0f - p->dropout) : 1.0f;
-#pragma omp parallel
-    {
-        float *kt = malloc(sizeof(float) * (size_t)d * tk);
-        float *pd = malloc(sizeof(float) * (size_t)tk);
-#pragma omp for schedule(static) collapse(2)
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++) {
-                const float *qb = CF(q) + (size_t)b * tq * p->q_stride + h * d;
-                size_t kv_b = p->kv_shared ? 0 : (size_t)b;
-                const float *kb = CF(k) + kv_b * tk * p->k_stride + h * d;
-                const float *vb = CF(v) + kv_b * tk * p->v_stride + h * d;
-                float *s = F(probs) + ((size_t)b * H + h) * tq * tk;
-                attention_probs(p, s, kt, qb, kb, msk ? msk + (size_t)b * tk : NULL);
-                for (int i = 0; i < tq; i++) {
-                    const float *si = s + (size_t)i * tk;
-                    const float *pi = si;
-                    if (p->dropout > 0) {
-                        uint64_t base = (((uint64_t)b * H + h) * tq + i) * tk;
-                        for (int j = 0; j < tk; j++)
-                            pd[j] = dropout_keep(p->seed, base + j, p->dropout) ? si[j] * keep_scale : 0.0f;
-                        pi = pd;
-                    }
-                    float *oi = F(out) + ((size_t)b * tq + i) * out_stride + h * d;
-                    for (int e = 0; e < d; e++)
-                        oi[e] = 0.0f;
-                    for (int j = 0; j < tk; j++) {
-                        float pv = pi[j];
-                        const float *vj = vb + (size_t)j * p->v_stride;
-                        for (int e = 0; e < d; e++)
-                            oi[e] += pv * vj[e];
-                    }
-                }
+    float *pd = p->dropout > 0 ? scratch_probs((size_t)tq * tk) : NULL;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            size_t kv_b = p->kv_shared ? 0 : (size_t)b;
+            const float *qb = CF(q) + (size_t)b * tq * p->q_stride + h * d;
+            const float *kb = CF(k) + kv_b * tk * p->k_stride + h * d;
+            const float *vb = CF(v) + kv_b * tk * p->v_stride + h * d;
+            float *s = F(probs) + ((size_t)b * H + h) * tq * tk;
+            float *ob = F(out) + (size_t)b * tq * out_stride + h * d;
+            /* S = scale * Q K^T (Tq, Tk) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, d, p->scale, qb, (int)p->q_stride, kb,
+                        (int)p->k_stride, 0.0f, s, tk);
+            softmax_masked(p, s, msk ? msk + (size_t)b * tk : NULL);
+            const float *pv = s;
+            if (pd) {
+                dropout_probs(p, b, h, s, pd);
+                pv = pd;
             }
-        free(kt);
-        free(pd);
-    }
+            /* O = P' V (Tq, D) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, d, tk, 1.0f, pv, tk, vb, (int)p->v_stride,
+                        0.0f, ob, (int)out_stride);
+        }
 }
 
 static void cpu_attention_backward(backend *be, const attn_params *p, tensor dq, tensor dk, tensor dv,
@@ -379,7 +378,7 @@ static void cpu_attention_backward(backend *be, const attn_params *p, tensor dq,
     int B = p->batch, H = p->heads, tq = p->q_len, tk = p->kv_len, d = p->head_dim;
     int64_t out_stride = (int64_t)H * d;
     float keep_scale = p->dropout > 0 ? 1.0f / (1.0f - p->dropout) : 1.0f;
-#pragma omp parallel for schedule(static) collapse(2)
+    float *pd = p->dropout > 0 ? scratch_probs((size_t)tq * tk) : NULL;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             const float *qb = CF(q) + (size_t)b * tq * p->q_stride + h * d;
@@ -388,54 +387,39 @@ static void cpu_attention_backward(backend *be, const attn_params *p, tensor dq,
             float *dqb = F(dq) + (size_t)b * tq * p->q_stride + h * d;
             float *dkb = F(dk) + (size_t)b * tk * p->k_stride + h * d;
             float *dvb = F(dv) + (size_t)b * tk * p->v_stride + h * d;
+            const float *dob = CF(dout) + (size_t)b * tq * out_stride + h * d;
             const float *s = CF(probs) + ((size_t)b * H + h) * tq * tk;
             float *ds = F(scratch) + ((size_t)b * H + h) * tq * tk;
-            for (int j = 0; j < tk; j++)
-                for (int e = 0; e < d; e++) {
-                    dkb[(size_t)j * p->k_stride + e] = 0.0f;
-                    dvb[(size_t)j * p->v_stride + e] = 0.0f;
-                }
+            const float *pv = s;
+            if (pd) {
+                dropout_probs(p, b, h, s, pd);
+                pv = pd;
+            }
+            /* dV = P'^T dO (Tk, D); dP' = dO V^T (Tq, Tk) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tk, d, tq, 1.0f, pv, tk, dob, (int)out_stride, 0.0f,
+                        dvb, (int)p->v_stride);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, d, 1.0f, dob, (int)out_stride, vb,
+                        (int)p->v_stride, 0.0f, ds, tk);
+            /* through the dropout, then the softmax: dS = P (dP - sum(P dP)) * scale */
+            uint64_t base = ((uint64_t)b * H + h) * (uint64_t)tq * tk;
             for (int i = 0; i < tq; i++) {
                 const float *si = s + (size_t)i * tk;
-                const float *doi = CF(dout) + ((size_t)b * tq + i) * out_stride + h * d;
                 float *dsi = ds + (size_t)i * tk;
-                uint64_t base = (((uint64_t)b * H + h) * tq + i) * tk;
-                /* dP' = dO V^T and dV += P'^T dO, P' the dropped-out probabilities */
-                for (int j = 0; j < tk; j++) {
-                    const float *vj = vb + (size_t)j * p->v_stride;
-                    float acc = 0.0f;
-                    for (int e = 0; e < d; e++)
-                        acc += doi[e] * vj[e];
-                    float keep = 1.0f;
-                    if (p->dropout > 0)
-                        keep = dropout_keep(p->seed, base + j, p->dropout) ? keep_scale : 0.0f;
-                    dsi[j] = acc * keep;
-                    float pj = si[j] * keep;
-                    float *dvj = dvb + (size_t)j * p->v_stride;
-                    for (int e = 0; e < d; e++)
-                        dvj[e] += pj * doi[e];
-                }
-                /* softmax backward: dS = P * (dP - sum(P * dP)) */
+                if (p->dropout > 0)
+                    for (int j = 0; j < tk; j++)
+                        dsi[j] = dropout_keep(p->seed, base + (uint64_t)i * tk + j, p->dropout) ? dsi[j] * keep_scale
+                                                                                              : 0.0f;
                 double dot = 0;
                 for (int j = 0; j < tk; j++)
                     dot += (double)si[j] * dsi[j];
                 for (int j = 0; j < tk; j++)
                     dsi[j] = si[j] * (dsi[j] - (float)dot) * p->scale;
-                /* dQ = dS K, dK += dS^T Q */
-                float *dqi = dqb + (size_t)i * p->q_stride;
-                const float *qi = qb + (size_t)i * p->q_stride;
-                for (int e = 0; e < d; e++)
-                    dqi[e] = 0.0f;
-                for (int j = 0; j < tk; j++) {
-                    float g = dsi[j];
-                    const float *kj = kb + (size_t)j * p->k_stride;
-                    float *dkj = dkb + (size_t)j * p->k_stride;
-                    for (int e = 0; e < d; e++) {
-                        dqi[e] += g * kj[e];
-                        dkj[e] += g * qi[e];
-                    }
-                }
             }
+            /* dQ = dS K (Tq, D); dK = dS^T Q (Tk, D) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, d, tk, 1.0f, ds, tk, kb, (int)p->k_stride, 0.0f,
+                        dqb, (int)p->q_stride);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tk, d, tq, 1.0f, ds, tk, qb, (int)p->q_stride, 0.0f,
+                        dkb, (int)p->k_stride);
         }
 }
 
