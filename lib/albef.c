@@ -200,6 +200,7 @@ int albef_load(const char *checkpoint, const albef_params *params, albef_ctx **o
     c->mlm_batch = p.max_batch / 4 > 0 ? p.max_batch / 4 : 1;
     rc = rc ? rc : vit_acts_init(&c->vit, &c->model.vit);
     rc = rc ? rc : bert_acts_init(&c->bert, &c->model.text);
+    c->vit.inference = c->bert.inference = 1;
     if (!rc) {
         size_t one = measure(c, 1, 1), two = measure(c, 2, 1);
         c->bytes_per_image = two - one;

@@ -31,6 +31,8 @@ static void on_signal(int sig) { stop_signal = sig; }
 typedef struct {
     const char *config, *train, *image_root, *vocab, *out, *init, *init_bert, *init_vit, *resume, *log_path, *device;
     int epochs, batch, accum, workers, max_tokens, max_words, keep, quiet, alpha_warmup, teacher_dropout, augment;
+    int crop, flip;
+    int64_t queue_from, itc_only_steps;
     double crop_min;
     int64_t steps, save_every, warmup_steps;
     double lr, min_lr, warmup_lr, weight_decay, alpha, dropout, momentum;
@@ -77,7 +79,11 @@ static void usage(FILE *f)
             "      --dropout P          BERT dropout (default 0.1; 0 for parity runs)\n"
             "      --no-teacher-dropout evaluation mode for the momentum model\n"
             "      --crop-scale X       smallest RandomResizedCrop area fraction (default 0.2)\n"
+            "      --no-crop            square resize of the whole image instead of RandomResizedCrop\n"
+            "      --no-flip            no horizontal flip\n"
             "      --no-augment         no RandomAugment\n"
+            "      --queue-from N       contrast against the batch alone before step N (default 0)\n"
+            "      --itc-only-steps N   the first N steps train ITC alone (default 0)\n"
             "      --max-tokens N       text length with [CLS] (default 25)\n"
             "      --max-words N        pre_caption words (default 30)\n"
             "      --seed S             random seed (default 42)\n"
@@ -130,7 +136,8 @@ enum {
     OPT_IMAGE_ROOT = 256, OPT_VOCAB, OPT_INIT, OPT_INIT_BERT, OPT_INIT_VIT, OPT_RESUME, OPT_EPOCHS, OPT_STEPS,
     OPT_ACCUM, OPT_LR, OPT_MIN_LR, OPT_WARMUP_LR, OPT_WARMUP_EPOCHS, OPT_SCHEDULE, OPT_WARMUP_STEPS, OPT_WD,
     OPT_ALPHA, OPT_NO_ALPHA_WARMUP, OPT_DROPOUT, OPT_NO_TEACHER_DROPOUT, OPT_MAX_TOKENS, OPT_MAX_WORDS, OPT_SEED,
-    OPT_WORKERS, OPT_DEVICE, OPT_SAVE_EVERY, OPT_KEEP, OPT_LOG, OPT_CROP_SCALE, OPT_NO_AUGMENT, OPT_MOMENTUM
+    OPT_WORKERS, OPT_DEVICE, OPT_SAVE_EVERY, OPT_KEEP, OPT_LOG, OPT_CROP_SCALE, OPT_NO_AUGMENT, OPT_MOMENTUM, OPT_NO_CROP, OPT_NO_FLIP, OPT_QUEUE_FROM,
+    OPT_ITC_ONLY_STEPS
 };
 
 static int parse_options(int argc, char **argv, options *o)
@@ -164,6 +171,10 @@ static int parse_options(int argc, char **argv, options *o)
         {"max-tokens", required_argument, 0, OPT_MAX_TOKENS},
         {"crop-scale", required_argument, 0, OPT_CROP_SCALE},
         {"no-augment", no_argument, 0, OPT_NO_AUGMENT},
+        {"no-crop", no_argument, 0, OPT_NO_CROP},
+        {"no-flip", no_argument, 0, OPT_NO_FLIP},
+        {"queue-from", required_argument, 0, OPT_QUEUE_FROM},
+        {"itc-only-steps", required_argument, 0, OPT_ITC_ONLY_STEPS},
         {"max-words", required_argument, 0, OPT_MAX_WORDS},
         {"seed", required_argument, 0, OPT_SEED},
         {"workers", required_argument, 0, OPT_WORKERS},
@@ -180,7 +191,7 @@ static int parse_options(int argc, char **argv, options *o)
         .epochs = 30, .batch = 64, .accum = 1, .workers = 4, .max_tokens = 25, .max_words = 30, .keep = 3,
         .alpha_warmup = 1, .teacher_dropout = 1, .lr = 1e-4, .min_lr = 1e-5, .warmup_lr = 1e-5, .warmup_epochs = 20,
         .warmup_steps = 1000, .weight_decay = 0.02, .alpha = -1, .momentum = -1, .dropout = 0.1, .seed = 42, .device = "cpu",
-        .schedule = LR_ALBEF, .augment = 1, .crop_min = 0.2,
+        .schedule = LR_ALBEF, .augment = 1, .crop_min = 0.2, .crop = 1, .flip = 1,
     };
     int c;
     int64_t v;
@@ -202,6 +213,8 @@ static int parse_options(int argc, char **argv, options *o)
         case OPT_NO_ALPHA_WARMUP: o->alpha_warmup = 0; break;
         case OPT_NO_TEACHER_DROPOUT: o->teacher_dropout = 0; break;
         case OPT_NO_AUGMENT: o->augment = 0; break;
+        case OPT_NO_CROP: o->crop = 0; break;
+        case OPT_NO_FLIP: o->flip = 0; break;
         case OPT_SCHEDULE:
             if (!strcmp(optarg, "albef"))
                 o->schedule = LR_ALBEF;
@@ -227,6 +240,8 @@ static int parse_options(int argc, char **argv, options *o)
             INT_OPT(OPT_WORKERS, workers, 1, 256, "--workers")
             INT_OPT(OPT_SAVE_EVERY, save_every, 0, 1000000000000, "--save-every")
             INT_OPT(OPT_KEEP, keep, 1, 100000, "--keep")
+            INT_OPT(OPT_QUEUE_FROM, queue_from, 0, 1000000000000, "--queue-from")
+            INT_OPT(OPT_ITC_ONLY_STEPS, itc_only_steps, 0, 1000000000000, "--itc-only-steps")
 #undef INT_OPT
         case OPT_SEED:
             if (parse_int64(optarg, 0, INT64_MAX, &v))
@@ -319,7 +334,7 @@ static void prune(const char *dir, int keep)
             char path[4096];
             snprintf(path, sizeof path, "%s/checkpoint_%08lld.safetensors", dir, steps[i]);
             if (unlink(path) == 0)
-                albef_log(ALBEF_LOG_INFO, "removed old checkpoint %s", path);
+                albef_log(ALBEF_LOG_DEBUG, "removed old checkpoint %s", path);
         }
     }
 }
@@ -484,6 +499,8 @@ static int run(const options *o)
     lc.transform.res = cfg.image_res;
     lc.transform.scale_min = o->crop_min;
     lc.transform.augment = o->augment;
+    lc.transform.random_crop = o->crop;
+    lc.transform.flip_prob = o->flip ? lc.transform.flip_prob : 0.0;
     rc = loader_open(&lc, &ld);
     if (rc)
         goto done;
@@ -511,7 +528,8 @@ static int run(const options *o)
             if (rc || !b)
                 break;
             float alpha = (float)alpha_at(cfg.alpha, o->alpha_warmup, epoch, i, per_epoch);
-            pretrain_batch pb = {.images = b->images, .ids = b->ids, .mask = b->mask, .len = b->len, .alpha = alpha};
+            pretrain_batch pb = {.images = b->images, .ids = b->ids, .mask = b->mask, .len = b->len, .alpha = alpha,
+                                 .no_queue = pos.step < o->queue_from, .itc_only = pos.step < o->itc_only_steps};
             rc = pretrainer_accumulate(&t, &pb, 1.0f / (float)o->accum, &st);
             loader_release(ld, b);
             images += o->batch;

@@ -110,7 +110,7 @@ void albef_model_init_weights(albef_model *m, uint64_t seed)
             for (size_t k = 0; k < p->numel; k++)
                 dst[k] = 1.0f;
         } else {
-            double std = vit ? 0.02 : m->cfg.bert.initializer_range;
+            double std = vit ? m->cfg.vision_initializer_range : m->cfg.bert.initializer_range;
             for (size_t k = 0; k < p->numel; k++)
                 dst[k] = (float)(vit ? truncated_normal(&r, std) : rng_normal(&r) * std);
             /* BERT zeroes the [PAD] embedding row */

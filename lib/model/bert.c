@@ -217,9 +217,13 @@ void bert_forward(backend *be, const bert_model *m, bert_acts *a, arena *ar, con
         }
     }
 
+    /* Inference keeps two residual buffers and gives each layer's
+     * temporaries back to the arena when the layer is done. */
+    tensor spare = a->inference ? arena_f32(ar, B, L, C) : tensor_none();
     for (int i = a->first_layer; i < a->last_layer; i++) {
         const bert_layer_params *lw = &w->layers[i];
         bert_layer_acts *la = &a->layers[i];
+        size_t layer_mark = arena_mark(ar);
         la->x_in = x;
         /* self-attention */
         la->q = arena_f32(ar, B, L, C);
@@ -275,12 +279,19 @@ void bert_forward(backend *be, const bert_model *m, bert_acts *a, arena *ar, con
         op_linear_forward(be, la->inter, h, lw->intermediate.weight, lw->intermediate.bias);
         op_gelu_forward(be, la->act, la->inter);
         la->y_pre = arena_f32(ar, B, L, C);
-        la->y = arena_f32(ar, B, L, C);
+        la->y = a->inference ? spare : arena_f32(ar, B, L, C);
         la->y_mean = arena_f32(ar, B * L);
         la->y_rstd = arena_f32(ar, B * L);
         la->seed_ffn_out = a->p_hidden > 0 ? dropout_next_seed(dropout) : 0;
         dense_dropout_residual_norm(be, &lw->output, &lw->output_norm, eps, la->act, h, la->y_pre, la->y, la->y_mean,
                                     la->y_rstd, a->p_hidden, la->seed_ffn_out);
+        if (a->inference) {
+            /* this layer's input is free again, except the first layer's,
+             * which may be the caller's */
+            int reuse_input = i != a->first_layer;
+            arena_reset(ar, layer_mark);
+            spare = reuse_input ? x : arena_f32(ar, B, L, C);
+        }
         x = la->y;
     }
     a->out = x;

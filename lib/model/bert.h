@@ -69,6 +69,7 @@ typedef struct {
 } bert_layer_acts;
 
 typedef struct {
+    int inference;       /* set by the caller: keep only what the output needs (no backward) */
     int mode, batch, len, first_layer, last_layer;
     tensor ids;          /* (B, L) i32, text and multi-modal modes */
     tensor text_mask;    /* (B, L) additive: 0 or -10000 */

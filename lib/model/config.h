@@ -33,6 +33,7 @@ typedef struct {
     int vision_num_heads;
     int vision_mlp_ratio;
     float vision_layer_norm_eps;
+    float vision_initializer_range; /* trunc-normal std of the ViT's initial weights (timm: 0.02) */
     /* heads and the momentum-distillation objective */
     int embed_dim;
     float temp;

@@ -112,9 +112,13 @@ void vit_forward(backend *be, const vit_model *m, vit_acts *a, arena *ar, tensor
                          tensor_reshape(w->pos_embed, 2, TENSOR_SHAPE(T, C)));
 
     attn_params ap = vit_attn(m, (int)B, (int)T);
+    /* Inference keeps two residual buffers and gives each block's
+     * temporaries back to the arena when the block is done. */
+    tensor spare = a->inference ? arena_f32(ar, B, T, C) : tensor_none();
     for (int i = 0; i < m->depth; i++) {
         const vit_block_params *bw = &w->blocks[i];
         vit_block_acts *ba = &a->blocks[i];
+        size_t block_mark = arena_mark(ar);
         ba->x_in = x;
         /* x_mid = x + proj(attn(LN1(x))) */
         ba->ln1 = arena_f32(ar, B, T, C);
@@ -142,9 +146,14 @@ void vit_forward(backend *be, const vit_model *m, vit_acts *a, arena *ar, tensor
         op_linear_forward(be, ba->fc1, ba->ln2, bw->fc1.weight, bw->fc1.bias);
         ba->act = arena_f32(ar, B, T, m->mlp_hidden);
         op_gelu_forward(be, ba->act, ba->fc1);
-        x = arena_f32(ar, B, T, C);
-        op_linear_forward(be, x, ba->act, bw->fc2.weight, bw->fc2.bias);
-        op_accumulate(be, x, ba->x_mid);
+        tensor x_out = a->inference ? spare : arena_f32(ar, B, T, C);
+        op_linear_forward(be, x_out, ba->act, bw->fc2.weight, bw->fc2.bias);
+        op_accumulate(be, x_out, ba->x_mid);
+        if (a->inference) {
+            spare = x;
+            arena_reset(ar, block_mark);
+        }
+        x = x_out;
     }
     a->x_final = x;
     a->out = arena_f32(ar, B, T, C);

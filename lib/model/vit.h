@@ -45,6 +45,7 @@ typedef struct {
 
 typedef struct {
     int batch;
+    int inference;        /* set by the caller: keep only what the output needs (no backward) */
     tensor patches;       /* (B * N, 3 * P * P) */
     tensor x_final;       /* (B, T, C) last block output */
     tensor norm_mean, norm_rstd;

@@ -26,6 +26,7 @@ struct pretrain_buffers {
     tensor losses; /* (4) */
     tensor sumsq;  /* (1) */
     float loss_scale; /* gradient accumulation: 1 / micro-batches */
+    int itc_only;     /* this step has no ITM and no MLM */
 };
 
 pretrain_options pretrain_options_default(int batch)
@@ -175,6 +176,11 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
     int64_t B = t->opt.batch, L = b->len, T = config_num_patches(cfg) + 1, Cv = cfg->vision_width;
     int64_t H = cfg->bert.hidden_size, V = cfg->bert.vocab_size, R = sizing ? u->max_masked : u->n_masked;
     int64_t Q = cfg->queue_size, RES = cfg->image_res;
+    /* contrast against [batch | queue], or the batch alone while the queue is off */
+    int64_t NC = B + (b->no_queue && !sizing ? 0 : Q);
+    int itc_only = b->itc_only && !sizing;
+    u->itc_only = itc_only;
+    tensor txt_all = tensor_slice(t->txt_all, 0, NC), img_all = tensor_slice(t->img_all, 0, NC);
     arena *ar = &t->ar, *sc = &t->scratch;
     float alpha = b->alpha;
     dropout_ctx drop = {.hidden = t->opt.hidden_dropout, .attention = t->opt.attention_dropout,
@@ -219,29 +225,29 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
 
     /* teacher targets: alpha * softmax(sim_m) + (1 - alpha) * one-hot */
     tensor img_feat_m = tensor_slice(t->img_all, 0, B), txt_feat_m = tensor_slice(t->txt_all, 0, B);
-    u->tgt_i2t = arena_f32(ar, B, B + Q);
-    u->tgt_t2i = arena_f32(ar, B, B + Q);
-    tensor raw_m = arena_f32(sc, B, B + Q);
-    op_matmul(be, raw_m, img_feat_m, t->txt_all, 0, 1, 1.0f, 0.0f);
+    u->tgt_i2t = arena_f32(ar, B, NC);
+    u->tgt_t2i = arena_f32(ar, B, NC);
+    tensor raw_m = arena_f32(sc, B, NC);
+    op_matmul(be, raw_m, img_feat_m, txt_all, 0, 1, 1.0f, 0.0f);
     op_div_scalar_forward(be, raw_m, raw_m, m->temp);
     op_softmax_rows(be, u->tgt_i2t, raw_m);
-    op_matmul(be, raw_m, txt_feat_m, t->img_all, 0, 1, 1.0f, 0.0f);
+    op_matmul(be, raw_m, txt_feat_m, img_all, 0, 1, 1.0f, 0.0f);
     op_div_scalar_forward(be, raw_m, raw_m, m->temp);
     op_softmax_rows(be, u->tgt_t2i, raw_m);
 
     /* 4. student ITC against [teacher batch | queue] */
-    u->raw_i2t = arena_f32(ar, B, B + Q);
-    u->raw_t2i = arena_f32(ar, B, B + Q);
-    u->sim_i2t = arena_f32(ar, B, B + Q);
-    u->sim_t2i = arena_f32(ar, B, B + Q);
-    op_matmul(be, u->raw_i2t, u->image_feat, t->txt_all, 0, 1, 1.0f, 0.0f);
-    op_matmul(be, u->raw_t2i, u->text_feat, t->img_all, 0, 1, 1.0f, 0.0f);
+    u->raw_i2t = arena_f32(ar, B, NC);
+    u->raw_t2i = arena_f32(ar, B, NC);
+    u->sim_i2t = arena_f32(ar, B, NC);
+    u->sim_t2i = arena_f32(ar, B, NC);
+    op_matmul(be, u->raw_i2t, u->image_feat, txt_all, 0, 1, 1.0f, 0.0f);
+    op_matmul(be, u->raw_t2i, u->text_feat, img_all, 0, 1, 1.0f, 0.0f);
     op_div_scalar_forward(be, u->sim_i2t, u->raw_i2t, m->temp);
     op_div_scalar_forward(be, u->sim_t2i, u->raw_t2i, m->temp);
     u->loss_i2t = arena_f32(ar, B);
     u->loss_t2i = arena_f32(ar, B);
-    u->dsim_i2t = arena_f32(ar, B, B + Q);
-    u->dsim_t2i = arena_f32(ar, B, B + Q);
+    u->dsim_i2t = arena_f32(ar, B, NC);
+    u->dsim_t2i = arena_f32(ar, B, NC);
     xent_params itc = {.hard_weight = 1.0f - alpha, .soft_weight = alpha, .grad_scale = u->loss_scale / (2.0f * (float)B)};
     op_softmax_xent(be, &itc, u->loss_i2t, u->dsim_i2t, u->sim_i2t, u->t_diag, u->tgt_i2t);
     op_softmax_xent(be, &itc, u->loss_t2i, u->dsim_t2i, u->sim_t2i, u->t_diag, u->tgt_t2i);
@@ -249,15 +255,24 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
     /* 5. the enqueue of the teacher features happens after the backward pass,
      * which still reads the queue as this step's ITC saw it (enqueue()) */
 
+    u->losses = arena_f32(ar, 4);
+    op_reduce_sum(be, tensor_slice(u->losses, 0, 1), u->loss_i2t, 0.5f / (float)B);
+    op_reduce_sum(be, tensor_slice(u->losses, 1, 1), u->loss_t2i, 0.5f / (float)B);
+    if (itc_only) {
+        /* a contrastive warm-up step: no ITM, no MLM */
+        op_fill(be, tensor_slice(u->losses, 2, 2), 0.0f);
+        return;
+    }
+
     /* 6. ITM: hard negatives from the student's in-batch ITC softmax */
     u->sim_sample = arena_f32(ar, B, B);
-    op_copy_rows(be, u->sim_sample, B, u->sim_i2t, B + Q, B, B, 0);
+    op_copy_rows(be, u->sim_sample, B, u->sim_i2t, NC, B, B, 0);
     if (!sizing) {
         const pretrain_choices *ch = b->choices;
         float *host = malloc(sizeof(float) * (size_t)(B * B));
         be->ops->download(be, host, u->sim_sample.data, sizeof(float) * (size_t)(B * B));
         sampling_weights(host, (int)B, u->w_i2t);
-        op_copy_rows(be, u->sim_sample, B, u->sim_t2i, B + Q, B, B, 0);
+        op_copy_rows(be, u->sim_sample, B, u->sim_t2i, NC, B, B, 0);
         be->ops->download(be, host, u->sim_sample.data, sizeof(float) * (size_t)(B * B));
         sampling_weights(host, (int)B, u->w_t2i);
         free(host);
@@ -317,9 +332,6 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
         xent_params mlm = {.hard_weight = 1.0f - alpha, .soft_weight = alpha, .grad_scale = u->loss_scale / (float)R};
         op_softmax_xent(be, &mlm, u->mlm_loss, u->dmlm, t->head.logits, u->t_masked_labels, u->soft);
     }
-    u->losses = arena_f32(ar, 4);
-    op_reduce_sum(be, tensor_slice(u->losses, 0, 1), u->loss_i2t, 0.5f / (float)B);
-    op_reduce_sum(be, tensor_slice(u->losses, 1, 1), u->loss_t2i, 0.5f / (float)B);
     op_reduce_sum(be, tensor_slice(u->losses, 2, 1), u->itm_loss, 1.0f / (3.0f * (float)B));
     if (R > 0)
         op_reduce_sum(be, tensor_slice(u->losses, 3, 1), u->mlm_loss, 1.0f / (float)R);
@@ -334,6 +346,8 @@ static void enqueue(pretrainer *t)
     backend *be = t->be;
     int64_t B = t->opt.batch, E = t->cfg.embed_dim;
     size_t row = (size_t)E * sizeof(float);
+    if (t->cfg.queue_size == 0)
+        return;
     be->ops->copy(be, (char *)t->img_all.data + (size_t)(B + t->queue_ptr) * row, t->img_all.data, (size_t)B * row);
     be->ops->copy(be, (char *)t->txt_all.data + (size_t)(B + t->queue_ptr) * row, t->txt_all.data, (size_t)B * row);
     t->queue_ptr = (t->queue_ptr + B) % t->cfg.queue_size;
@@ -345,7 +359,9 @@ static void backward(pretrainer *t, backend *be, int len)
     albef_model *m = &t->online;
     const albef_config *cfg = &t->cfg;
     int64_t B = t->opt.batch, L = len, T = config_num_patches(cfg) + 1, Cv = cfg->vision_width;
-    int64_t H = cfg->bert.hidden_size, E = cfg->embed_dim, Q = cfg->queue_size, R = u->hid_rows.shape[0];
+    int64_t H = cfg->bert.hidden_size, E = cfg->embed_dim, R = u->itc_only ? 0 : u->hid_rows.shape[0];
+    int64_t NC = u->sim_i2t.shape[1];
+    tensor txt_all = tensor_slice(t->txt_all, 0, NC), img_all = tensor_slice(t->img_all, 0, NC);
     arena *ar = &t->ar;
     tensor dV = arena_f32(ar, B, T, Cv), dT = arena_f32(ar, B, L, H);
     op_fill(be, dV, 0.0f);
@@ -361,23 +377,26 @@ static void backward(pretrainer *t, backend *be, int len)
         bert_backward(be, &m->text, &t->mlm, ar, dH, tensor_none(), 0, denc);
     }
     /* ITM */
-    tensor dm_cls = arena_f32(ar, 3 * B, H), dM = arena_f32(ar, 3 * B, L, H);
-    op_linear_backward(be, dm_cls, 0, m->g_itm_head.weight, m->g_itm_head.bias, u->ditm, u->m_cls, m->itm_head.weight);
-    op_fill(be, dM, 0.0f);
-    op_copy_rows(be, dM, L * H, dm_cls, H, 3 * B, H, 1);
-    tensor dE = arena_f32(ar, 3 * B, L, H), dEnc = arena_f32(ar, 3 * B, T, Cv);
-    op_fill(be, dEnc, 0.0f);
-    tensor denc3[2] = {dEnc, tensor_none()};
-    bert_backward(be, &m->text, &t->fusion, ar, dM, dE, 0, denc3);
-    op_scatter_add_rows(be, dT, dE, u->t_idx3);
-    op_scatter_add_rows(be, dV, dEnc, u->v_idx3);
+    if (!u->itc_only) {
+        tensor dm_cls = arena_f32(ar, 3 * B, H), dM = arena_f32(ar, 3 * B, L, H);
+        op_linear_backward(be, dm_cls, 0, m->g_itm_head.weight, m->g_itm_head.bias, u->ditm, u->m_cls,
+                           m->itm_head.weight);
+        op_fill(be, dM, 0.0f);
+        op_copy_rows(be, dM, L * H, dm_cls, H, 3 * B, H, 1);
+        tensor dE = arena_f32(ar, 3 * B, L, H), dEnc = arena_f32(ar, 3 * B, T, Cv);
+        op_fill(be, dEnc, 0.0f);
+        tensor denc3[2] = {dEnc, tensor_none()};
+        bert_backward(be, &m->text, &t->fusion, ar, dM, dE, 0, denc3);
+        op_scatter_add_rows(be, dT, dE, u->t_idx3);
+        op_scatter_add_rows(be, dV, dEnc, u->v_idx3);
+    }
     /* ITC: the [batch | queue] side is the teacher's, without gradient */
-    tensor draw_i2t = arena_f32(ar, B, B + Q), draw_t2i = arena_f32(ar, B, B + Q);
+    tensor draw_i2t = arena_f32(ar, B, NC), draw_t2i = arena_f32(ar, B, NC);
     op_div_scalar_backward(be, draw_i2t, m->g_temp, u->dsim_i2t, u->sim_i2t, m->temp);
     op_div_scalar_backward(be, draw_t2i, m->g_temp, u->dsim_t2i, u->sim_t2i, m->temp);
     tensor dimg = arena_f32(ar, B, E), dtxt = arena_f32(ar, B, E);
-    op_matmul(be, dimg, draw_i2t, t->txt_all, 0, 0, 1.0f, 0.0f);
-    op_matmul(be, dtxt, draw_t2i, t->img_all, 0, 0, 1.0f, 0.0f);
+    op_matmul(be, dimg, draw_i2t, txt_all, 0, 0, 1.0f, 0.0f);
+    op_matmul(be, dtxt, draw_t2i, img_all, 0, 0, 1.0f, 0.0f);
     tensor dpi = arena_f32(ar, B, E), dpt = arena_f32(ar, B, E);
     op_l2norm_backward(be, dpi, dimg, u->image_feat, u->img_norm);
     op_l2norm_backward(be, dpt, dtxt, u->text_feat, u->txt_norm);
@@ -503,6 +522,8 @@ int pretrainer_init(pretrainer *t, const albef_config *cfg, backend *be, const p
     rc = rc ? rc : bert_acts_init(&t->mlm_m, &t->momentum.text);
     if (rc)
         return rc;
+    /* teacher passes have no backward */
+    t->vit_m.inference = t->text_m.inference = t->mlm_m.inference = 1;
     /* optimizer state, queues */
     size_t bytes = t->online.params.numel * sizeof(float);
     t->adam_m = be->ops->alloc(be, bytes);

@@ -50,6 +50,10 @@ typedef struct {
     int len;               /* L */
     float alpha;           /* distillation weight for this step */
     const pretrain_choices *choices; /* NULL: draw them */
+    /* Training from random weights needs a gentler start (ALBEF itself
+     * starts from BERT and DeiT): while no_queue is set, ITC contrasts the
+     * batch alone (the queue keeps filling); itc_only leaves ITM and MLM out. */
+    int no_queue, itc_only;
 } pretrain_batch;
 
 typedef struct {
