@@ -286,8 +286,9 @@ void albef_itc_similarity(const float *img_feat, int n_img, const float *txt_fea
               tensor_f32((void *)txt_feat, n_txt, dim), 0, 1, 1.0f, 0.0f);
 }
 
-int albef_itm_logits(albef_ctx *c, const float *text_tokens, const int32_t *mask, int n, int len,
-                     const float *image_tokens, float *logits)
+/* ITM logits of n texts against n images, or against one image for all */
+static int itm_logits(albef_ctx *c, const float *text_tokens, const int32_t *mask, int n, int len,
+                      const float *image_tokens, int one_image, float *logits)
 {
     int rc = check_text(c, NULL, n, len);
     if (rc)
@@ -298,30 +299,24 @@ int albef_itm_logits(albef_ctx *c, const float *text_tokens, const int32_t *mask
     for (int i = 0; i < n; i += c->max_batch) {
         int b = n - i < c->max_batch ? n - i : c->max_batch;
         arena_reset(&c->ar, 0);
+        const float *img = one_image ? image_tokens : image_tokens + (size_t)i * T * Cv;
         tensor l = itm_pass(c, c->be, text_tokens + (size_t)i * len * H, mask ? mask + (size_t)i * len : NULL, b,
-                            len, image_tokens + (size_t)i * T * Cv, 0);
+                            len, img, one_image);
         download(c, logits + (size_t)i * 2, l);
     }
     return ALBEF_OK;
 }
 
+int albef_itm_logits(albef_ctx *c, const float *text_tokens, const int32_t *mask, int n, int len,
+                     const float *image_tokens, float *logits)
+{
+    return itm_logits(c, text_tokens, mask, n, len, image_tokens, 0, logits);
+}
+
 int albef_itm_logits_one_image(albef_ctx *c, const float *text_tokens, const int32_t *mask, int n, int len,
                                const float *image_tokens, float *logits)
 {
-    int rc = check_text(c, NULL, n, len);
-    if (rc)
-        return rc;
-    if (!c->model.itm_head.weight.data)
-        return albef_error(ALBEF_ERR_UNSUPPORTED, "this model has no ITM head");
-    int64_t H = c->model.cfg.bert.hidden_size;
-    for (int i = 0; i < n; i += c->max_batch) {
-        int b = n - i < c->max_batch ? n - i : c->max_batch;
-        arena_reset(&c->ar, 0);
-        tensor l = itm_pass(c, c->be, text_tokens + (size_t)i * len * H, mask ? mask + (size_t)i * len : NULL, b,
-                            len, image_tokens, 1);
-        download(c, logits + (size_t)i * 2, l);
-    }
-    return ALBEF_OK;
+    return itm_logits(c, text_tokens, mask, n, len, image_tokens, 1, logits);
 }
 
 int albef_mlm_logits(albef_ctx *c, const int32_t *ids, const int32_t *mask, int n, int len,

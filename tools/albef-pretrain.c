@@ -2,6 +2,7 @@
  * momentum distillation, feature queues) on image-caption manifests.
  * See albef-pretrain(1). */
 #include "albef.h"
+#include "core/args.h"
 #include "core/file.h"
 #include "data/loader.h"
 #include "io/manifest.h"
@@ -110,28 +111,6 @@ static int usage_error(const char *fmt, const char *arg)
     return 2;
 }
 
-static int parse_int64(const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return -1;
-    *out = v;
-    return 0;
-}
-
 enum {
     OPT_IMAGE_ROOT = 256, OPT_VOCAB, OPT_INIT, OPT_INIT_BERT, OPT_INIT_VIT, OPT_RESUME, OPT_EPOCHS, OPT_STEPS,
     OPT_ACCUM, OPT_LR, OPT_MIN_LR, OPT_WARMUP_LR, OPT_WARMUP_EPOCHS, OPT_SCHEDULE, OPT_WARMUP_STEPS, OPT_WD,
@@ -225,7 +204,7 @@ static int parse_options(int argc, char **argv, options *o)
             break;
 #define INT_OPT(code, field, lo, hi, what)                                                                         \
     case code:                                                                                                     \
-        if (parse_int64(optarg, lo, hi, &v))                                                                       \
+        if (parse_int64_arg(optarg, lo, hi, &v))                                                                       \
             return usage_error(what " must be an integer in [" #lo ", " #hi "], not '%s'", optarg);                \
         o->field = v;                                                                                              \
         break;
@@ -244,13 +223,13 @@ static int parse_options(int argc, char **argv, options *o)
             INT_OPT(OPT_ITC_ONLY_STEPS, itc_only_steps, 0, 1000000000000, "--itc-only-steps")
 #undef INT_OPT
         case OPT_SEED:
-            if (parse_int64(optarg, 0, INT64_MAX, &v))
+            if (parse_int64_arg(optarg, 0, INT64_MAX, &v))
                 return usage_error("--seed must be a non-negative integer, not '%s'", optarg);
             o->seed = (uint64_t)v;
             break;
 #define REAL_OPT(code, field, lo, hi, what)                                                                        \
     case code:                                                                                                     \
-        if (parse_double(optarg, lo, hi, &o->field))                                                               \
+        if (parse_double_arg(optarg, lo, hi, &o->field))                                                               \
             return usage_error(what " must be a number in [" #lo ", " #hi "], not '%s'", optarg);                  \
         break;
             REAL_OPT(OPT_LR, lr, 0, 10, "--lr")

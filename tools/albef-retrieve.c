@@ -2,6 +2,7 @@
  *   albef-retrieve eval --model CKPT --test FILE [--image-root DIR] [--k N] [--itc-only]
  * See albef-retrieve(1). */
 #include "albef.h"
+#include "core/args.h"
 #include "eval/retrieval.h"
 #include "io/manifest.h"
 #include "io/safetensors.h"
@@ -59,17 +60,6 @@ static int usage_error(const char *fmt, const char *arg)
     return 2;
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 static int parse_options(int argc, char **argv, options *o)
 {
     enum { OPT_IMAGE_ROOT = 256, OPT_VOCAB, OPT_ITC_ONLY, OPT_MAX_WORDS, OPT_MAX_TOKENS, OPT_DEVICE };
@@ -115,19 +105,19 @@ static int parse_options(int argc, char **argv, options *o)
         case OPT_DEVICE: o->device = optarg; break;
         case 'q': o->quiet = 1; break;
         case 'k':
-            if (parse_int(optarg, 1, 1 << 20, &o->k))
+            if (parse_int_arg(optarg, 1, 1 << 20, &o->k))
                 return usage_error("--k must be a positive integer, not '%s'", optarg);
             break;
         case 'b':
-            if (parse_int(optarg, 1, 1 << 16, &o->batch))
+            if (parse_int_arg(optarg, 1, 1 << 16, &o->batch))
                 return usage_error("--batch must be a positive integer, not '%s'", optarg);
             break;
         case OPT_MAX_WORDS:
-            if (parse_int(optarg, 1, 10000, &o->max_words))
+            if (parse_int_arg(optarg, 1, 10000, &o->max_words))
                 return usage_error("--max-words must be a positive integer, not '%s'", optarg);
             break;
         case OPT_MAX_TOKENS:
-            if (parse_int(optarg, 2, 512, &o->max_tokens))
+            if (parse_int_arg(optarg, 2, 512, &o->max_tokens))
                 return usage_error("--max-tokens must be an integer in [2, 512], not '%s'", optarg);
             break;
         case 'h': usage(stdout); exit(0);

@@ -450,34 +450,30 @@ static void free_host(struct pretrain_buffers *u)
 }
 
 /* Queues start as random unit vectors (per feature), as randn + normalize. */
+static void random_unit_rows(pretrainer *t, tensor dst, float *host)
+{
+    int64_t n = tensor_rows(dst), e = tensor_cols(dst);
+    for (int64_t r = 0; r < n; r++) {
+        double s = 0;
+        for (int64_t k = 0; k < e; k++) {
+            float v = (float)rng_normal(&t->rng);
+            host[r * e + k] = v;
+            s += (double)v * v;
+        }
+        float inv = (float)(1.0 / (sqrt(s) > 1e-12 ? sqrt(s) : 1e-12));
+        for (int64_t k = 0; k < e; k++)
+            host[r * e + k] *= inv;
+    }
+    t->be->ops->upload(t->be, dst.data, host, tensor_nbytes(dst));
+}
+
 static void init_queues(pretrainer *t)
 {
-    int64_t E = t->cfg.embed_dim, N = t->opt.batch + t->cfg.queue_size;
-    float *host = calloc((size_t)(N * E), sizeof(float));
+    float *host = malloc(tensor_nbytes(t->img_all));
     if (!host)
         return;
-    for (int64_t r = 0; r < N * E; r++)
-        host[r] = (float)rng_normal(&t->rng);
-    for (int64_t r = 0; r < N; r++) {
-        double s = 0;
-        for (int64_t e = 0; e < E; e++)
-            s += (double)host[r * E + e] * host[r * E + e];
-        float inv = (float)(1.0 / (sqrt(s) > 1e-12 ? sqrt(s) : 1e-12));
-        for (int64_t e = 0; e < E; e++)
-            host[r * E + e] *= inv;
-    }
-    t->be->ops->upload(t->be, t->img_all.data, host, sizeof(float) * (size_t)(N * E));
-    for (int64_t r = 0; r < N * E; r++)
-        host[r] = (float)rng_normal(&t->rng);
-    for (int64_t r = 0; r < N; r++) {
-        double s = 0;
-        for (int64_t e = 0; e < E; e++)
-            s += (double)host[r * E + e] * host[r * E + e];
-        float inv = (float)(1.0 / (sqrt(s) > 1e-12 ? sqrt(s) : 1e-12));
-        for (int64_t e = 0; e < E; e++)
-            host[r * E + e] *= inv;
-    }
-    t->be->ops->upload(t->be, t->txt_all.data, host, sizeof(float) * (size_t)(N * E));
+    random_unit_rows(t, t->img_all, host);
+    random_unit_rows(t, t->txt_all, host);
     free(host);
 }
 
