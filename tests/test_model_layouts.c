@@ -34,7 +34,7 @@ static void test_pos_embed_matches_pytorch(void **state)
         }
     }
     float x[12 * 10];
-    assert_error(pos_embed_interpolate(x, 10, x, 17, 12), ALBEF_ERR_INVALID, "square");
+    assert_error(pos_embed_interpolate(x, 11, x, 17, 12), ALBEF_ERR_INVALID, "square");
     safetensors_close(st);
 }
 
