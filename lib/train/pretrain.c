@@ -341,16 +341,27 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
 
 /* Writes the teacher features of this step (rows [0, B)) into the queue at
  * queue_ptr; ptr <- (ptr + B) mod Q. */
-static void enqueue(pretrainer *t)
+/* Writes the teacher features of this step (rows [0, B)) of every rank, in
+ * rank order, into the queue at queue_ptr; ptr <- (ptr + W B) mod Q. Only
+ * the local batch is contrasted in the step itself (as the original). */
+static int enqueue(pretrainer *t)
 {
     backend *be = t->be;
-    int64_t B = t->opt.batch, E = t->cfg.embed_dim;
+    comm *c = t->opt.comm;
+    int64_t B = t->opt.batch, E = t->cfg.embed_dim, W = c->world;
     size_t row = (size_t)E * sizeof(float);
     if (t->cfg.queue_size == 0)
-        return;
-    be->ops->copy(be, (char *)t->img_all.data + (size_t)(B + t->queue_ptr) * row, t->img_all.data, (size_t)B * row);
-    be->ops->copy(be, (char *)t->txt_all.data + (size_t)(B + t->queue_ptr) * row, t->txt_all.data, (size_t)B * row);
-    t->queue_ptr = (t->queue_ptr + B) % t->cfg.queue_size;
+        return ALBEF_OK;
+    tensor *all[2] = {&t->img_all, &t->txt_all};
+    for (int k = 0; k < 2; k++) {
+        char *dst = (char *)all[k]->data + (size_t)(B + t->queue_ptr) * row;
+        int rc = W > 1 ? c->ops->all_gather(c, be, t->gathered.data, all[k]->data, (size_t)(B * E)) : ALBEF_OK;
+        if (rc)
+            return rc;
+        be->ops->copy(be, dst, W > 1 ? t->gathered.data : all[k]->data, (size_t)(W * B) * row);
+    }
+    t->queue_ptr = (t->queue_ptr + W * B) % t->cfg.queue_size;
+    return ALBEF_OK;
 }
 
 static void backward(pretrainer *t, backend *be, int len)
@@ -488,11 +499,14 @@ int pretrainer_init(pretrainer *t, const albef_config *cfg, backend *be, const p
     t->special_cls = cls_id;
     t->special_mask = mask_id;
     int B = opt->batch, L = opt->max_len;
+    if (!t->opt.comm)
+        t->opt.comm = comm_single();
+    int W = t->opt.comm->world;
     if (B < 2)
         return albef_error(ALBEF_ERR_INVALID, "pre-training needs a batch of at least 2 (hard negatives)");
-    if (cfg->queue_size % B)
-        return albef_error(ALBEF_ERR_INVALID, "queue_size %d must be a multiple of the batch size %d",
-                           cfg->queue_size, B);
+    if (cfg->queue_size % (W * B))
+        return albef_error(ALBEF_ERR_INVALID, "queue_size %d must be a multiple of the batch size x processes (%d x %d)",
+                           cfg->queue_size, B, W);
     if (L < 1 || L > cfg->bert.max_position_embeddings)
         return albef_error(ALBEF_ERR_INVALID, "text length %d is outside 1..%d", L, cfg->bert.max_position_embeddings);
     rng_seed_stream(&t->rng, opt->seed, 0x9e37);
@@ -527,6 +541,11 @@ int pretrainer_init(pretrainer *t, const albef_config *cfg, backend *be, const p
     int64_t E = cfg->embed_dim, N = (int64_t)B + cfg->queue_size;
     t->img_all = tensor_f32(be->ops->alloc(be, sizeof(float) * (size_t)(N * E)), N, E);
     t->txt_all = tensor_f32(be->ops->alloc(be, sizeof(float) * (size_t)(N * E)), N, E);
+    if (W > 1) {
+        t->gathered = tensor_f32(be->ops->alloc(be, sizeof(float) * (size_t)(W * B * E)), W * B, E);
+        if (!t->gathered.data)
+            return albef_error(ALBEF_ERR_NOMEM, "out of memory");
+    }
     if (!t->adam_m || !t->adam_v || !t->img_all.data || !t->txt_all.data)
         return albef_error(ALBEF_ERR_NOMEM, "cannot allocate the optimizer state and queues (%.1f MiB)",
                            (2.0 * bytes + 2.0 * N * E * 4) / 1048576.0);
@@ -565,6 +584,8 @@ void pretrainer_free(pretrainer *t)
             be->ops->free(be, t->img_all.data);
         if (t->txt_all.data)
             be->ops->free(be, t->txt_all.data);
+        if (t->gathered.data)
+            be->ops->free(be, t->gathered.data);
     }
     arena_free(&t->ar);
     arena_free(&t->scratch);
@@ -698,7 +719,9 @@ int pretrainer_accumulate(pretrainer *t, const pretrain_batch *b, float loss_sca
     u->loss_scale = loss_scale;
     forward(t, be, b, 0);
     backward(t, be, L);
-    enqueue(t);
+    int rc = enqueue(t);
+    if (rc)
+        return rc;
     t->step_count++;
     if (t->ar.overflow || t->scratch.overflow)
         return albef_error(ALBEF_ERR_NOMEM, "internal: activation memory smaller than the step needs");
@@ -718,6 +741,14 @@ int pretrainer_update(pretrainer *t, float lr, float *grad_norm)
 {
     backend *be = t->be;
     param_set *ps = &t->online.params;
+    comm *c = t->opt.comm;
+    if (c->world > 1) {
+        /* data parallel: the mean of every rank's gradients */
+        int rc = c->ops->all_reduce_sum(c, be, ps->grads, ps->numel);
+        if (rc)
+            return rc;
+        op_scale(be, params_all_grads(ps), 1.0f / (float)c->world);
+    }
     /* gradient norm (before the update), then AdamW with ALBEF's two groups */
     tensor sumsq = t->buf->sumsq = arena_f32(&t->ar, 1);
     op_reduce_sumsq(be, sumsq, params_all_grads(ps), 1.0f);

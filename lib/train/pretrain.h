@@ -18,6 +18,7 @@
 #define ALBEF_TRAIN_PRETRAIN_H
 
 #include "core/rng.h"
+#include "dist/comm.h"
 #include "model/albef_model.h"
 #include "ops/arena.h"
 
@@ -29,6 +30,8 @@ typedef struct {
     int teacher_dropout; /* the official teacher runs in train mode, dropout on (1) */
     float weight_decay; /* 0.02 */
     float beta1, beta2, eps;
+    comm *comm;         /* data parallel: gradients averaged, momentum features all-gathered
+                         * into the queue (ALBEF's concat_all_gather); NULL: one process */
 } pretrain_options;
 
 pretrain_options pretrain_options_default(int batch);
@@ -69,6 +72,7 @@ typedef struct {
     backend *be;
     albef_model online, momentum;
     tensor img_all, txt_all;   /* (B + Q, E) */
+    tensor gathered;           /* (world * B, E): every rank's momentum features, for the queue */
     int64_t queue_ptr;
     float *adam_m, *adam_v;    /* back-end memory, the online arena's layout */
     int64_t adam_step;

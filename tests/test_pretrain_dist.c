@@ -1,0 +1,106 @@
+/* The data-parallel hooks of the pre-training step, with a stand-in for a
+ * second rank that sees the same batch: gradients are averaged (so the
+ * update equals one process's) and every rank's momentum features go into
+ * the queue in rank order (ALBEF's concat_all_gather), the pointer moving
+ * by world x batch. */
+#include "albef.h"
+#include "io/safetensors.h"
+#include "testutil.h"
+#include "train/pretrain.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define DIR "testdata/reference/step/"
+
+/* two ranks with identical data: gather = two copies, sum = twice */
+static int twin_all_gather(comm *c, backend *be, float *dst, const float *src, size_t n)
+{
+    (void)c;
+    be->ops->copy(be, dst, src, n * sizeof(float));
+    be->ops->copy(be, dst + n, src, n * sizeof(float));
+    return ALBEF_OK;
+}
+
+static int twin_all_reduce_sum(comm *c, backend *be, float *data, size_t n)
+{
+    (void)c;
+    op_scale(be, tensor_f32(data, (int64_t)n), 2.0f);
+    return ALBEF_OK;
+}
+
+static int twin_broadcast(comm *c, backend *be, float *data, size_t n)
+{
+    (void)c, (void)be, (void)data, (void)n;
+    return ALBEF_OK;
+}
+
+static const struct comm_ops twin_ops = {twin_all_gather, twin_all_reduce_sum, twin_broadcast};
+
+static void test_two_ranks_same_batch(void **state)
+{
+    (void)state;
+    albef_config cfg;
+    assert_ok(config_load(DIR "config.json", &cfg));
+    cfg.queue_size = 12; /* a multiple of world x batch = 2 x 3 */
+    safetensors_file *in;
+    assert_ok(safetensors_open(DIR "inputs.safetensors", &in));
+    const safetensors_tensor *ids_t = safetensors_find(in, "step0.input_ids");
+    int B = (int)ids_t->shape[0], L = (int)ids_t->shape[1];
+    size_t px = (size_t)B * 3 * cfg.image_res * cfg.image_res;
+    float *image = malloc(sizeof(float) * px);
+    int64_t tmp[64];
+    int32_t ids[64], mask[64];
+    assert_ok(safetensors_read_f32(in, "step0.image", image, px));
+    assert_ok(safetensors_read_raw(in, "step0.input_ids", DTYPE_I64, tmp, (size_t)(B * L)));
+    for (int i = 0; i < B * L; i++)
+        ids[i] = (int32_t)tmp[i];
+    assert_ok(safetensors_read_raw(in, "step0.attention_mask", DTYPE_I64, tmp, (size_t)(B * L)));
+    for (int i = 0; i < B * L; i++)
+        mask[i] = (int32_t)tmp[i];
+    safetensors_close(in);
+
+    comm twin = {&twin_ops, 0, 2, NULL};
+    pretrainer one, two;
+    pretrain_options opt = pretrain_options_default(B);
+    opt.max_len = L;
+    opt.hidden_dropout = opt.attention_dropout = 0;
+    opt.teacher_dropout = 0;
+    assert_ok(pretrainer_init(&one, &cfg, backend_cpu(), &opt, 2, 4));
+    opt.comm = &twin;
+    assert_ok(pretrainer_init(&two, &cfg, backend_cpu(), &opt, 2, 4));
+    albef_model_init_weights(&one.online, 3);
+    albef_model_init_weights(&two.online, 3);
+    pretrainer_sync_momentum(&one);
+    pretrainer_sync_momentum(&two);
+    pretrain_batch b = {.images = image, .ids = ids, .mask = mask, .len = L, .alpha = 0.4f};
+    pretrain_stats s1, s2;
+    assert_ok(pretrainer_step(&one, &b, 1e-4f, &s1));
+    assert_ok(pretrainer_step(&two, &b, 1e-4f, &s2));
+    assert_float_equal(s1.loss_ita, s2.loss_ita, 0);
+    assert_memory_equal(one.online.params.values, two.online.params.values, one.online.params.numel * sizeof(float));
+    assert_int_equal(one.queue_ptr, B);
+    assert_int_equal(two.queue_ptr, 2 * B);
+    /* both ranks' features (here equal) are in the queue, one after the other */
+    int64_t E = cfg.embed_dim;
+    const float *q = (const float *)two.img_all.data + (size_t)B * E; /* queue row 0 */
+    assert_memory_equal(q, q + (size_t)B * E, sizeof(float) * (size_t)(B * E));
+    assert_memory_equal(q, (const float *)one.img_all.data + (size_t)B * E, sizeof(float) * (size_t)(B * E));
+    /* the queue must hold whole gathers */
+    pretrainer bad;
+    cfg.queue_size = 9;
+    assert_error(pretrainer_init(&bad, &cfg, backend_cpu(), &opt, 2, 4), ALBEF_ERR_INVALID, "processes");
+    pretrainer_free(&bad);
+    pretrainer_free(&one);
+    pretrainer_free(&two);
+    free(image);
+}
+
+int main(void)
+{
+    albef_log_set_level(ALBEF_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_two_ranks_same_batch),
+    };
+    return cmocka_run_group_tests_name("pretrain_dist", tests, NULL, NULL);
+}
