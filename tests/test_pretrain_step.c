@@ -14,9 +14,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DIR "testdata/reference/step/"
+/* ALBEF_STEP_DIR=/tmp/step5 runs a longer golden made with --steps 5. */
+static const char *dir(void)
+{
+    const char *d = getenv("ALBEF_STEP_DIR");
+    return d && *d ? d : "testdata/reference/step";
+}
+
+static const char *path_in(const char *file)
+{
+    static char buf[3][1024];
+    static int k;
+    char *b = buf[k++ % 3];
+    snprintf(b, 1024, "%s/%s", dir(), file);
+    return b;
+}
 
 static safetensors_file *out_st;
+/* sums of squared differences and references, for the global drift of a step */
+static double *drift_diff2, *drift_ref2;
 
 /* max|a - ref| <= rtol * max|ref| + atol; prints the measure */
 static double check(const char *name, const float *a, size_t n, double rtol, double atol, double *worst)
@@ -32,6 +48,10 @@ static double check(const char *name, const float *a, size_t n, double rtol, dou
     size_t at = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - ref[i]);
+        if (drift_diff2) {
+            *drift_diff2 += d * d;
+            *drift_ref2 += (double)ref[i] * ref[i];
+        }
         if (d > max_diff)
             max_diff = d, at = i;
         max_ref = fabs(ref[i]) > max_ref ? fabs(ref[i]) : max_ref;
@@ -72,11 +92,11 @@ static void test_two_steps_match_reference(void **state)
 {
     (void)state;
     albef_config cfg;
-    assert_ok(config_load(DIR "config.json", &cfg));
+    assert_ok(config_load(path_in("config.json"), &cfg));
     safetensors_file *w, *in;
-    assert_ok(safetensors_open(DIR "weights.safetensors", &w));
-    assert_ok(safetensors_open(DIR "inputs.safetensors", &in));
-    assert_ok(safetensors_open(DIR "outputs.safetensors", &out_st));
+    assert_ok(safetensors_open(path_in("weights.safetensors"), &w));
+    assert_ok(safetensors_open(path_in("inputs.safetensors"), &in));
+    assert_ok(safetensors_open(path_in("outputs.safetensors"), &out_st));
     const safetensors_tensor *ids_t = safetensors_find(in, "step0.input_ids");
     int B = (int)ids_t->shape[0], L = (int)ids_t->shape[1];
     int cls = atoi(safetensors_metadata_get(in, "cls_id")), mask_id = atoi(safetensors_metadata_get(in, "mask_id"));
@@ -88,8 +108,8 @@ static void test_two_steps_match_reference(void **state)
     pretrainer t;
     assert_ok(pretrainer_init(&t, &cfg, backend_cpu(), &opt, cls, mask_id));
     load_report rep;
-    assert_ok(albef_model_load(&t.online, DIR "weights.safetensors", 1, &rep));
-    assert_ok(albef_model_load(&t.momentum, DIR "weights.safetensors", 1, &rep));
+    assert_ok(albef_model_load(&t.online, path_in("weights.safetensors"), 1, &rep));
+    assert_ok(albef_model_load(&t.momentum, path_in("weights.safetensors"), 1, &rep));
     int64_t E = cfg.embed_dim, Q = cfg.queue_size, ptr;
     float *iq = malloc(sizeof(float) * (size_t)(E * Q)), *tq = malloc(sizeof(float) * (size_t)(E * Q));
     assert_ok(safetensors_read_f32(w, "image_queue", iq, (size_t)(E * Q)));
@@ -99,7 +119,10 @@ static void test_two_steps_match_reference(void **state)
 
     double worst_loss = 0, worst_grad = 0, worst_param = 0, worst_m = 0, worst_adam = 0, worst_q = 0;
     param_set *ps = &t.online.params;
-    for (int k = 0; k < 2; k++) {
+    int steps = 0;
+    for (char name[32]; snprintf(name, sizeof name, "step%d.image", steps), safetensors_find(in, name);)
+        steps++;
+    for (int k = 0; k < steps; k++) {
         char name[320];
         size_t RES = (size_t)cfg.image_res, BL = (size_t)B * L;
         float *image = malloc(sizeof(float) * B * 3 * RES * RES);
@@ -125,6 +148,7 @@ static void test_two_steps_match_reference(void **state)
         assert_ok(pretrainer_update(&t, lr, &st.grad_norm));
         printf("# step %d: loss itc %.6f itm %.6f mlm %.6f, grad norm %.4f, temp %.6f\n", k, st.loss_ita, st.loss_itm,
                st.loss_mlm, st.grad_norm, st.temp);
+        double p_d2 = 0, p_r2 = 0, m_d2 = 0, m_r2 = 0;
 
         snprintf(name, sizeof name, "step%d.loss_ita", k);
         check(name, &st.loss_ita, 1, 1e-5, 0, &worst_loss);
@@ -145,7 +169,9 @@ static void test_two_steps_match_reference(void **state)
             /* elements whose gradient is zero in exact arithmetic are float
              * noise in both, which AdamW turns into steps of up to lr */
             snprintf(name, sizeof name, "step%d.param.%s", k, p->name);
+            drift_diff2 = &p_d2, drift_ref2 = &p_r2;
             check(name, ps->values + p->offset, p->numel, 1e-5, 3.0 * lr * (k + 1), &worst_param);
+            drift_diff2 = drift_ref2 = NULL;
             snprintf(name, sizeof name, "step%d.exp_avg.%s", k, p->name);
             check(name, t.adam_m + p->offset, p->numel, 1e-4, 1e-7, &worst_adam);
             snprintf(name, sizeof name, "step%d.exp_avg_sq.%s", k, p->name);
@@ -161,7 +187,9 @@ static void test_two_steps_match_reference(void **state)
             const char *m_at = strstr(p->name, "_m.");
             snprintf(online, sizeof online, "%.*s%s", (int)(m_at - p->name), p->name, m_at + 2);
             snprintf(name, sizeof name, "step%d.param_m.%s", k, online);
+            drift_diff2 = &m_d2, drift_ref2 = &m_r2;
             check(name, pm->values + p->offset, p->numel, 1e-5, 0.3 * lr * (k + 1), &worst_m);
+            drift_diff2 = drift_ref2 = NULL;
         }
         float *iq2 = malloc(sizeof(float) * (size_t)(E * Q)), *tq2 = malloc(sizeof(float) * (size_t)(E * Q));
         assert_ok(pretrainer_get_queues(&t, iq2, tq2, &ptr));
@@ -173,6 +201,8 @@ static void test_two_steps_match_reference(void **state)
         snprintf(name, sizeof name, "step%d.queue_ptr", k);
         assert_ok(safetensors_read_raw(out_st, name, DTYPE_I64, &ref_ptr, 1));
         assert_int_equal(ptr, ref_ptr);
+        printf("# step %d drift |ours - ref| / |ref| over all weights: parameters %.2e, momentum parameters %.2e\n", k,
+               sqrt(p_d2 / p_r2), sqrt(m_d2 / m_r2));
         free(grads);
         free(iq2), free(tq2), free(image), free(ids), free(mask), free(mlm_ids), free(mlm_labels), free(neg_img),
             free(neg_txt);

@@ -500,6 +500,8 @@ def main():
                     help="weights from SEED, momentum noise and queues from SEED+1, batches and masking "
                          "from SEED+2, negatives from SEED+3")
     ap.add_argument("--queue-ptr", type=int, default=6, help="initial queue_ptr, a multiple of --batch")
+    ap.add_argument("--steps", type=int, default=2,
+                    help="consecutive steps (alpha cycles through 0.1, 0.4; the committed golden has 2)")
     ap.add_argument("--check-grads", action="store_true",
                     help="also check gradients by finite differences in float64, the float32 run against "
                          "float64, and the update formulas")
@@ -523,7 +525,8 @@ def main():
 
     g_inputs = torch.Generator().manual_seed(args.seed + 2)
     step_inputs, lengths = [], []
-    for alpha, lr in zip(STEP_ALPHAS, STEP_LRS):
+    for k in range(args.steps):
+        alpha, lr = STEP_ALPHAS[k % len(STEP_ALPHAS)], STEP_LRS[k % len(STEP_LRS)]
         inp, n = make_batch(cfg, B, L, g_inputs)
         inp["mlm_input_ids"], inp["mlm_labels"] = albef_mask(inp["input_ids"], vocab,
                                                              cfg.get("mlm_probability", 0.15), g_inputs)
