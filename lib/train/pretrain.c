@@ -14,6 +14,8 @@ struct pretrain_buffers {
     float *mask_add, *mask3;
     int32_t *idx_text3, *idx_img3, *itm_labels, *diag;
     float *w_i2t, *w_t2i; /* (B, B) sampling weights */
+    float *pos;           /* (B, B + Q) retrieval: the same-image target distribution, scaled by 1 - alpha */
+    int64_t *idx;         /* (B) this step's image indices */
     int n_masked, max_masked;
     /* device tensors of the current step */
     tensor images, ids, mlm_in, text_mask, text_mask3, t_idx3, v_idx3, t_itm, t_diag, t_masked_rows, t_masked_labels;
@@ -27,6 +29,8 @@ struct pretrain_buffers {
     tensor sumsq;  /* (1) */
     float loss_scale; /* gradient accumulation: 1 / micro-batches */
     int itc_only;     /* this step has no ITM and no MLM */
+    int no_mlm;       /* this step has no MLM (retrieval) */
+    tensor t_pos;
 };
 
 pretrain_options pretrain_options_default(int batch)
@@ -152,8 +156,9 @@ static int32_t draw_index(rng_state *r, const float *w, int n, int exclude)
 }
 
 /* softmax over each row of the student's in-batch logits, diagonal zeroed
- * afterwards (not renormalised: multinomial does not need it) */
-static void sampling_weights(const float *logits, int B, float *w)
+ * afterwards (not renormalised: multinomial does not need it); with idx
+ * (retrieval), every pair of the same image is zeroed */
+static void sampling_weights(const float *logits, int B, const int64_t *idx, float *w)
 {
     for (int i = 0; i < B; i++) {
         const float *x = logits + (size_t)i * B;
@@ -163,8 +168,10 @@ static void sampling_weights(const float *logits, int B, float *w)
         double s = 0;
         for (int j = 0; j < B; j++)
             s += exp((double)x[j] - mx);
-        for (int j = 0; j < B; j++)
-            w[(size_t)i * B + j] = i == j ? 0.0f : (float)(exp((double)x[j] - mx) / s);
+        for (int j = 0; j < B; j++) {
+            int same = idx ? idx[i] == idx[j] : i == j;
+            w[(size_t)i * B + j] = same ? 0.0f : (float)(exp((double)x[j] - mx) / s);
+        }
     }
 }
 
@@ -179,7 +186,9 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
     /* contrast against [batch | queue], or the batch alone while the queue is off */
     int64_t NC = B + (b->no_queue && !sizing ? 0 : Q);
     int itc_only = b->itc_only && !sizing;
+    int retrieval = t->opt.task == TASK_RETRIEVAL;
     u->itc_only = itc_only;
+    u->no_mlm = retrieval;
     tensor txt_all = tensor_slice(t->txt_all, 0, NC), img_all = tensor_slice(t->img_all, 0, NC);
     arena *ar = &t->ar, *sc = &t->scratch;
     float alpha = b->alpha;
@@ -198,8 +207,9 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
     u->t_masked_rows = upload(be, ar, DTYPE_I32, sizing ? NULL : u->masked_rows, 1, TENSOR_SHAPE(R));
     u->t_masked_labels = upload(be, ar, DTYPE_I32, sizing ? NULL : u->masked_labels, 1, TENSOR_SHAPE(R));
 
-    /* 1. temperature */
-    op_clamp(be, m->temp, 0.001f, 0.5f);
+    /* 1. temperature: clamped in pre-training only (Retrieval.py does not) */
+    if (!retrieval)
+        op_clamp(be, m->temp, 0.001f, 0.5f);
     /* 2. student features */
     vit_forward(be, &m->vit, &t->vit, ar, u->images);
     project(be, ar, t->vit.out, &m->vision_proj, &u->v_cls, &u->img_proj, &u->image_feat, &u->img_norm);
@@ -234,6 +244,28 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
     op_matmul(be, raw_m, txt_feat_m, img_all, 0, 1, 1.0f, 0.0f);
     op_div_scalar_forward(be, raw_m, raw_m, m->temp);
     op_softmax_rows(be, u->tgt_t2i, raw_m);
+    if (retrieval) {
+        /* q = alpha * softmax(teacher) + (1 - alpha) * pos / pos.sum(row), the
+         * positives being every entry of [batch | queue] of the same image */
+        if (!sizing)
+            for (int64_t i = 0; i < B; i++) {
+                float *row = u->pos + i * NC;
+                int n = 0;
+                for (int64_t j = 0; j < NC; j++) {
+                    int64_t other = j < B ? b->idx[j] : t->idx_queue[j - B];
+                    row[j] = other == b->idx[i];
+                    n += other == b->idx[i];
+                }
+                for (int64_t j = 0; j < NC; j++)
+                    row[j] *= (1.0f - alpha) / (float)n;
+            }
+        u->t_pos = upload(be, ar, DTYPE_F32, sizing ? NULL : u->pos, 2, TENSOR_SHAPE(B, NC));
+        /* the same-image matrix is symmetric between the two directions */
+        op_scale(be, u->tgt_i2t, alpha);
+        op_accumulate(be, u->tgt_i2t, u->t_pos);
+        op_scale(be, u->tgt_t2i, alpha);
+        op_accumulate(be, u->tgt_t2i, u->t_pos);
+    }
 
     /* 4. student ITC against [teacher batch | queue] */
     u->raw_i2t = arena_f32(ar, B, NC);
@@ -249,8 +281,14 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
     u->dsim_i2t = arena_f32(ar, B, NC);
     u->dsim_t2i = arena_f32(ar, B, NC);
     xent_params itc = {.hard_weight = 1.0f - alpha, .soft_weight = alpha, .grad_scale = u->loss_scale / (2.0f * (float)B)};
-    op_softmax_xent(be, &itc, u->loss_i2t, u->dsim_i2t, u->sim_i2t, u->t_diag, u->tgt_i2t);
-    op_softmax_xent(be, &itc, u->loss_t2i, u->dsim_t2i, u->sim_t2i, u->t_diag, u->tgt_t2i);
+    tensor diag = u->t_diag;
+    if (retrieval) {
+        /* the targets are complete distributions already */
+        itc.hard_weight = 0.0f, itc.soft_weight = 1.0f;
+        diag = tensor_none();
+    }
+    op_softmax_xent(be, &itc, u->loss_i2t, u->dsim_i2t, u->sim_i2t, diag, u->tgt_i2t);
+    op_softmax_xent(be, &itc, u->loss_t2i, u->dsim_t2i, u->sim_t2i, diag, u->tgt_t2i);
 
     /* 5. the enqueue of the teacher features happens after the backward pass,
      * which still reads the queue as this step's ITC saw it (enqueue()) */
@@ -271,10 +309,10 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
         const pretrain_choices *ch = b->choices;
         float *host = malloc(sizeof(float) * (size_t)(B * B));
         be->ops->download(be, host, u->sim_sample.data, sizeof(float) * (size_t)(B * B));
-        sampling_weights(host, (int)B, u->w_i2t);
+        sampling_weights(host, (int)B, retrieval ? u->idx : NULL, u->w_i2t);
         op_copy_rows(be, u->sim_sample, B, u->sim_t2i, NC, B, B, 0);
         be->ops->download(be, host, u->sim_sample.data, sizeof(float) * (size_t)(B * B));
-        sampling_weights(host, (int)B, u->w_t2i);
+        sampling_weights(host, (int)B, retrieval ? u->idx : NULL, u->w_t2i);
         free(host);
         for (int64_t i = 0; i < B; i++) {
             int32_t neg_img = ch && ch->neg_image_idx ? ch->neg_image_idx[i]
@@ -308,6 +346,12 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
     u->ditm = arena_f32(ar, 3 * B, 2);
     xent_params itm = {.hard_weight = 1, .soft_weight = 0, .grad_scale = u->loss_scale / (3.0f * (float)B)};
     op_softmax_xent(be, &itm, u->itm_loss, u->ditm, u->itm_logits, u->t_itm, tensor_none());
+
+    if (u->no_mlm) {
+        op_reduce_sum(be, tensor_slice(u->losses, 2, 1), u->itm_loss, 1.0f / (3.0f * (float)B));
+        op_fill(be, tensor_slice(u->losses, 3, 1), 0.0f);
+        return;
+    }
 
     /* 7. MLM with the teacher's distribution over the vocabulary */
     u->soft = arena_f32(ar, R, V);
@@ -360,6 +404,12 @@ static int enqueue(pretrainer *t)
             return rc;
         be->ops->copy(be, dst, W > 1 ? t->gathered.data : all[k]->data, (size_t)(W * B) * row);
     }
+    if (t->opt.task == TASK_RETRIEVAL) {
+        if (W > 1)
+            return albef_error(ALBEF_ERR_UNSUPPORTED, "retrieval fine-tuning runs in one process for now");
+        for (int64_t i = 0; i < B; i++)
+            t->idx_queue[t->queue_ptr + i] = t->buf->idx[i];
+    }
     t->queue_ptr = (t->queue_ptr + W * B) % t->cfg.queue_size;
     return ALBEF_OK;
 }
@@ -370,7 +420,7 @@ static void backward(pretrainer *t, backend *be, int len)
     albef_model *m = &t->online;
     const albef_config *cfg = &t->cfg;
     int64_t B = t->opt.batch, L = len, T = config_num_patches(cfg) + 1, Cv = cfg->vision_width;
-    int64_t H = cfg->bert.hidden_size, E = cfg->embed_dim, R = u->itc_only ? 0 : u->hid_rows.shape[0];
+    int64_t H = cfg->bert.hidden_size, E = cfg->embed_dim, R = u->itc_only || u->no_mlm ? 0 : u->hid_rows.shape[0];
     int64_t NC = u->sim_i2t.shape[1];
     tensor txt_all = tensor_slice(t->txt_all, 0, NC), img_all = tensor_slice(t->img_all, 0, NC);
     arena *ar = &t->ar;
@@ -439,9 +489,10 @@ static int alloc_host(struct pretrain_buffers *u, int B, int L, int max_masked)
     u->diag = calloc((size_t)B, sizeof(int32_t));
     u->w_i2t = calloc((size_t)B * B, sizeof(float));
     u->w_t2i = calloc((size_t)B * B, sizeof(float));
+    u->idx = calloc((size_t)B, sizeof(int64_t));
     u->max_masked = max_masked;
     if (!u->mlm_ids || !u->mlm_labels || !u->masked_rows || !u->masked_labels || !u->mask_add || !u->mask3 ||
-        !u->idx_text3 || !u->idx_img3 || !u->itm_labels || !u->diag || !u->w_i2t || !u->w_t2i)
+        !u->idx_text3 || !u->idx_img3 || !u->itm_labels || !u->diag || !u->w_i2t || !u->w_t2i || !u->idx)
         return albef_error(ALBEF_ERR_NOMEM, "out of memory");
     for (int i = 0; i < B; i++) {
         u->diag[i] = i;
@@ -456,7 +507,7 @@ static void free_host(struct pretrain_buffers *u)
         return;
     free(u->mlm_ids), free(u->mlm_labels), free(u->masked_rows), free(u->masked_labels), free(u->mask_add),
         free(u->mask3), free(u->idx_text3), free(u->idx_img3), free(u->itm_labels), free(u->diag), free(u->w_i2t),
-        free(u->w_t2i);
+        free(u->w_t2i), free(u->idx), free(u->pos);
     free(u);
 }
 
@@ -510,8 +561,9 @@ int pretrainer_init(pretrainer *t, const albef_config *cfg, backend *be, const p
     if (L < 1 || L > cfg->bert.max_position_embeddings)
         return albef_error(ALBEF_ERR_INVALID, "text length %d is outside 1..%d", L, cfg->bert.max_position_embeddings);
     rng_seed_stream(&t->rng, opt->seed, 0x9e37);
-    albef_model_options on = {.layout = LAYOUT_PRETRAIN, .with_grads = 1};
-    albef_model_options mo = {.layout = LAYOUT_PRETRAIN, .momentum_copy = 1};
+    enum albef_layout layout = opt->task == TASK_RETRIEVAL ? LAYOUT_RETRIEVAL : LAYOUT_PRETRAIN;
+    albef_model_options on = {.layout = layout, .with_grads = 1};
+    albef_model_options mo = {.layout = layout, .momentum_copy = 1};
     int rc = albef_model_init(&t->online, cfg, be, &on);
     rc = rc ? rc : albef_model_init(&t->momentum, cfg, be, &mo);
     if (rc)
@@ -523,6 +575,14 @@ int pretrainer_init(pretrainer *t, const albef_config *cfg, backend *be, const p
     if (!t->buf)
         return albef_error(ALBEF_ERR_NOMEM, "out of memory");
     rc = alloc_host(t->buf, B, L, max_masked_tokens(cfg, B * L));
+    if (!rc && opt->task == TASK_RETRIEVAL) {
+        t->buf->pos = calloc((size_t)B * (size_t)(B + cfg->queue_size), sizeof(float));
+        t->idx_queue = malloc(sizeof(int64_t) * (size_t)(cfg->queue_size ? cfg->queue_size : 1));
+        if (!t->buf->pos || !t->idx_queue)
+            rc = albef_error(ALBEF_ERR_NOMEM, "out of memory");
+        for (int i = 0; !rc && i < cfg->queue_size; i++)
+            t->idx_queue[i] = -100;
+    }
     rc = rc ? rc : vit_acts_init(&t->vit, &t->online.vit);
     rc = rc ? rc : vit_acts_init(&t->vit_m, &t->momentum.vit);
     rc = rc ? rc : bert_acts_init(&t->text, &t->online.text);
@@ -596,6 +656,7 @@ void pretrainer_free(pretrainer *t)
     albef_model_free(&t->online);
     albef_model_free(&t->momentum);
     free(t->vocab_text);
+    free(t->idx_queue);
     memset(t, 0, sizeof *t);
 }
 
@@ -686,6 +747,14 @@ int pretrainer_set_queues(pretrainer *t, const float *image_queue, const float *
     return rc;
 }
 
+int pretrainer_set_idx_queue(pretrainer *t, const int64_t *idx_queue)
+{
+    if (!t->idx_queue)
+        return albef_error(ALBEF_ERR_INVALID, "idx_queue belongs to the retrieval task");
+    memcpy(t->idx_queue, idx_queue, sizeof(int64_t) * (size_t)t->cfg.queue_size);
+    return ALBEF_OK;
+}
+
 int pretrainer_get_queues(const pretrainer *t, float *image_queue, float *text_queue, int64_t *ptr)
 {
     int rc = queue_transfer(t, t->img_all, image_queue, 0);
@@ -709,13 +778,21 @@ int pretrainer_accumulate(pretrainer *t, const pretrain_batch *b, float loss_sca
                                t->cfg.bert.vocab_size);
         u->mask_add[i] = b->mask[i] ? 0.0f : -10000.0f;
     }
-    if (b->choices && b->choices->mlm_ids) {
+    if (t->opt.task != TASK_PRETRAIN) {
+        u->n_masked = 0; /* no MLM */
+    } else if (b->choices && b->choices->mlm_ids) {
         memcpy(u->mlm_ids, b->choices->mlm_ids, sizeof(int32_t) * (size_t)(B * L));
         memcpy(u->mlm_labels, b->choices->mlm_labels, sizeof(int32_t) * (size_t)(B * L));
+        collect_masked(t, L);
     } else {
         draw_masking(t, b);
+        collect_masked(t, L);
     }
-    collect_masked(t, L);
+    if (t->opt.task == TASK_RETRIEVAL) {
+        if (!b->idx)
+            return albef_error(ALBEF_ERR_INVALID, "retrieval steps need each sample's image index");
+        memcpy(u->idx, b->idx, sizeof(int64_t) * (size_t)B);
+    }
     u->loss_scale = loss_scale;
     forward(t, be, b, 0);
     backward(t, be, L);
@@ -780,3 +857,4 @@ int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_s
 }
 
 tensor pretrainer_last_sim_i2t(const pretrainer *t) { return t->buf->sim_i2t; }
+tensor pretrainer_last_sim_t2i(const pretrainer *t) { return t->buf->sim_t2i; }

@@ -22,7 +22,15 @@
 #include "model/albef_model.h"
 #include "ops/arena.h"
 
+/* What the trainer trains: ALBEF pre-training (ITC + ITM + MLM), or the
+ * retrieval fine-tuning of Retrieval.py (spec 5.1): ITC whose positives are
+ * every caption of the same image (in the batch and in an idx_queue), ITM
+ * whose negatives skip every pair of the same image, no MLM, no temperature
+ * clamp, the retrieval layout (no "bert.", no MLM head). */
+enum albef_task { TASK_PRETRAIN, TASK_RETRIEVAL };
+
 typedef struct {
+    enum albef_task task;
     int batch;          /* samples per step (B); the queue size must be a multiple */
     int max_len;        /* longest text (ALBEF pre-training: 25) */
     uint64_t seed;      /* drives masking, negatives, dropout, queue init */
@@ -53,6 +61,7 @@ typedef struct {
     int len;               /* L */
     float alpha;           /* distillation weight for this step */
     const pretrain_choices *choices; /* NULL: draw them */
+    const int64_t *idx;    /* (B) image index of each sample (retrieval: captions of one image share it) */
     /* Training from random weights needs a gentler start (ALBEF itself
      * starts from BERT and DeiT): while no_queue is set, ITC contrasts the
      * batch alone (the queue keeps filling); itc_only leaves ITM and MLM out. */
@@ -74,6 +83,7 @@ typedef struct {
     tensor img_all, txt_all;   /* (B + Q, E) */
     tensor gathered;           /* (world * B, E): every rank's momentum features, for the queue */
     int64_t queue_ptr;
+    int64_t *idx_queue;        /* (Q) host: image index of each queue entry, -100 when empty (retrieval) */
     float *adam_m, *adam_v;    /* back-end memory, the online arena's layout */
     int64_t adam_step;
     rng_state rng;
@@ -109,11 +119,14 @@ void pretrainer_sync_momentum(pretrainer *t);
 /* The queues in the official layout, image_queue / text_queue (E, Q), and
  * the write position; used by checkpoints. */
 int pretrainer_set_queues(pretrainer *t, const float *image_queue, const float *text_queue, int64_t ptr);
+/* The retrieval task's idx_queue (Q), as the official [1, Q] int64 buffer. */
+int pretrainer_set_idx_queue(pretrainer *t, const int64_t *idx_queue);
 int pretrainer_get_queues(const pretrainer *t, float *image_queue, float *text_queue, int64_t *ptr);
 
 /* The student's ITC logits image-to-[batch | queue] (B, B + Q) of the last
  * step, in back-end memory. */
 tensor pretrainer_last_sim_i2t(const pretrainer *t);
+tensor pretrainer_last_sim_t2i(const pretrainer *t);
 
 /* One step: forward, backward, AdamW at rate lr. */
 int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_stats *stats);
