@@ -96,6 +96,10 @@ static int fill_batch(loader *l, int epoch, int64_t k, loader_batch *b)
     int rc = ALBEF_OK;
     for (int j = 0; j < B && !rc; j++)
         rc = fill_sample(l, epoch, k * B + j, b->images + (size_t)j * 3 * R * R, &texts[j], &b->items[j]);
+    for (int j = 0; j < B && !rc; j++)
+        b->idx[j] = manifest_get_kind(c->manifest) == MANIFEST_RETRIEVAL_TRAIN
+                        ? manifest_image_idx(c->manifest, (size_t)b->items[j])
+                        : b->items[j];
     if (!rc) {
         bert_encode_options opt = bert_encode_options_default();
         opt.padding = BERT_PADDING_LONGEST;
@@ -149,8 +153,9 @@ static void *worker_main(void *arg)
 int loader_open(const loader_config *cfg, loader **out)
 {
     *out = NULL;
-    if (manifest_get_kind(cfg->manifest) != MANIFEST_PRETRAIN)
-        return albef_error(ALBEF_ERR_INVALID, "the pre-training loader needs a pre-training manifest");
+    enum manifest_kind kind = manifest_get_kind(cfg->manifest);
+    if (kind != MANIFEST_PRETRAIN && kind != MANIFEST_RETRIEVAL_TRAIN)
+        return albef_error(ALBEF_ERR_INVALID, "the training loader needs a pre-training or retrieval-train manifest");
     if (cfg->batch < 1 || cfg->workers < 1 || cfg->prefetch < 1 || cfg->max_tokens < 2)
         return albef_error(ALBEF_ERR_INVALID, "loader: batch, workers, prefetch must be >= 1, max_tokens >= 2");
     int rc = transform_params_check(&cfg->transform);
@@ -184,7 +189,8 @@ int loader_open(const loader_config *cfg, loader **out)
         b->ids = malloc(sizeof(int32_t) * (size_t)cfg->batch * cfg->max_tokens);
         b->mask = malloc(sizeof(int32_t) * (size_t)cfg->batch * cfg->max_tokens);
         b->items = malloc(sizeof(int64_t) * (size_t)cfg->batch);
-        if (!b->images || !b->ids || !b->mask || !b->items) {
+        b->idx = malloc(sizeof(int64_t) * (size_t)cfg->batch);
+        if (!b->images || !b->ids || !b->mask || !b->items || !b->idx) {
             loader_close(l);
             return albef_error(ALBEF_ERR_NOMEM, "out of memory for %d prefetched batches", cfg->prefetch);
         }
@@ -226,6 +232,7 @@ void loader_close(loader *l)
         free(l->slots[i].b.ids);
         free(l->slots[i].b.mask);
         free(l->slots[i].b.items);
+        free(l->slots[i].b.idx);
     }
     free(l->slots);
     free(l->threads);

@@ -1,5 +1,5 @@
-/* The pre-training data loader: (image, caption) batches from ALBEF's
- * pre-training manifests, prepared by worker threads ahead of the trainer.
+/* The training data loader: (image, caption) batches from ALBEF's
+ * pre-training or retrieval-train manifests, prepared by worker threads ahead of the trainer.
  *
  * Each sample: one caption picked uniformly from its list, pre_caption (30
  * words), the image decoded and put through the training transform
@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 typedef struct {
-    const manifest *manifest;       /* MANIFEST_PRETRAIN */
+    const manifest *manifest;       /* MANIFEST_PRETRAIN, or MANIFEST_RETRIEVAL_TRAIN (one caption per item) */
     const char *image_root;         /* joined with relative paths; NULL: paths as they are */
     const bert_tokenizer *tokenizer;
     transform_params transform;
@@ -41,6 +41,7 @@ typedef struct {
     int32_t *ids;       /* (B, len) */
     int32_t *mask;      /* (B, len) */
     int64_t *items;     /* (B) manifest item of each sample */
+    int64_t *idx;       /* (B) image index: the dense image_id index (retrieval train), else the item */
 } loader_batch;
 
 typedef struct {

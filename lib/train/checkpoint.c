@@ -61,6 +61,8 @@ int pretrain_checkpoint_save(const pretrainer *t, const char *path, const train_
     rc = rc ? rc : safetensors_writer_add(w, "image_queue", DTYPE_F32, 2, TENSOR_SHAPE(E, Q), iq);
     rc = rc ? rc : safetensors_writer_add(w, "text_queue", DTYPE_F32, 2, TENSOR_SHAPE(E, Q), tq);
     rc = rc ? rc : safetensors_writer_add(w, "queue_ptr", DTYPE_I64, 1, TENSOR_SHAPE(1), &ptr);
+    if (!rc && t->idx_queue)
+        rc = safetensors_writer_add(w, "idx_queue", DTYPE_I64, 2, TENSOR_SHAPE(1, Q), t->idx_queue);
     for (int i = 0; i < ps->count && !rc; i++) {
         const param_info *p = &ps->items[i];
         if (p->alias_of >= 0)
@@ -145,6 +147,17 @@ static int load_queues(pretrainer *t, safetensors_file *st, int required)
     }
     rc = rc ? rc : pretrainer_set_queues(t, iq, tq, ptr);
     free(iq), free(tq);
+    /* the retrieval task's image indices of the queue entries */
+    if (!rc && t->idx_queue) {
+        const safetensors_tensor *iqt = safetensors_find(st, "idx_queue");
+        if (iqt && iqt->numel == (uint64_t)Q)
+            rc = safetensors_read_raw(st, "idx_queue", DTYPE_I64, t->idx_queue, (size_t)Q);
+        else if (required)
+            rc = albef_error(ALBEF_ERR_INVALID, "%s: no idx_queue of %lld entries", safetensors_path(st), (long long)Q);
+        else
+            for (int64_t q = 0; q < Q; q++)
+                t->idx_queue[q] = -100;
+    }
     return rc;
 }
 
