@@ -1,6 +1,7 @@
 /* The public API (albef.h) over the model: a loaded model, a back end and
  * one activation arena sized at load time for the largest pass. */
 #include "albef.h"
+#include "albef_internal.h"
 
 #include "io/safetensors.h"
 #include "model/albef_model.h"
@@ -13,7 +14,9 @@
 const char *albef_version(void) { return ALBEF_VERSION; }
 
 struct albef_ctx {
-    albef_model model;
+    albef_model *m;    /* &own, or a trainer's model (borrowed) */
+    albef_model own;
+    int borrowed;
     backend *be;
     arena ar;
     int max_batch, max_len, mlm_batch;
@@ -29,19 +32,19 @@ albef_params albef_params_default(void)
     return p;
 }
 
-int albef_image_res(const albef_ctx *c) { return c->model.cfg.image_res; }
-int albef_image_tokens(const albef_ctx *c) { return config_num_patches(&c->model.cfg) + 1; }
-int albef_vision_width(const albef_ctx *c) { return c->model.cfg.vision_width; }
-int albef_text_width(const albef_ctx *c) { return c->model.cfg.bert.hidden_size; }
-int albef_embed_dim(const albef_ctx *c) { return c->model.cfg.embed_dim; }
-int albef_vocab_size(const albef_ctx *c) { return c->model.cfg.bert.vocab_size; }
+int albef_image_res(const albef_ctx *c) { return c->m->cfg.image_res; }
+int albef_image_tokens(const albef_ctx *c) { return config_num_patches(&c->m->cfg) + 1; }
+int albef_vision_width(const albef_ctx *c) { return c->m->cfg.vision_width; }
+int albef_text_width(const albef_ctx *c) { return c->m->cfg.bert.hidden_size; }
+int albef_embed_dim(const albef_ctx *c) { return c->m->cfg.embed_dim; }
+int albef_vocab_size(const albef_ctx *c) { return c->m->cfg.bert.vocab_size; }
 size_t albef_bytes_per_image(const albef_ctx *c) { return c->bytes_per_image; }
 
 float albef_temp(const albef_ctx *c)
 {
     float t = 0;
-    if (c->model.temp.data)
-        c->be->ops->download(c->be, &t, c->model.temp.data, sizeof t);
+    if (c->m->temp.data)
+        c->be->ops->download(c->be, &t, c->m->temp.data, sizeof t);
     return t;
 }
 
@@ -58,7 +61,7 @@ static tensor upload(albef_ctx *c, albef_dtype dt, const void *host, int ndim, c
 /* projection of token 0 of each sequence, then L2 normalisation */
 static tensor project_cls(albef_ctx *c, backend *be, tensor seq, const linear_params *proj)
 {
-    int64_t B = seq.shape[0], T = seq.shape[1], C = seq.shape[2], E = c->model.cfg.embed_dim;
+    int64_t B = seq.shape[0], T = seq.shape[1], C = seq.shape[2], E = c->m->cfg.embed_dim;
     tensor cls = arena_f32(&c->ar, B, C), p = arena_f32(&c->ar, B, E), f = arena_f32(&c->ar, B, E);
     tensor norms = arena_f32(&c->ar, B);
     op_copy_rows(be, cls, C, seq, T * C, B, C, 0);
@@ -69,10 +72,10 @@ static tensor project_cls(albef_ctx *c, backend *be, tensor seq, const linear_pa
 
 static void image_pass(albef_ctx *c, backend *be, const float *images, int n, tensor *feat)
 {
-    int64_t R = c->model.cfg.image_res;
+    int64_t R = c->m->cfg.image_res;
     tensor img = upload(c, DTYPE_F32, images, 4, TENSOR_SHAPE(n, 3, R, R));
-    vit_forward(be, &c->model.vit, &c->vit, &c->ar, img);
-    *feat = project_cls(c, be, c->vit.out, &c->model.vision_proj);
+    vit_forward(be, &c->m->vit, &c->vit, &c->ar, img);
+    *feat = project_cls(c, be, c->vit.out, &c->m->vision_proj);
 }
 
 static tensor text_mask(albef_ctx *c, const int32_t *mask, int n, int len)
@@ -94,37 +97,37 @@ static void text_pass(albef_ctx *c, backend *be, const int32_t *ids, const int32
     bert_inputs in = {.mode = BERT_TEXT};
     in.ids = upload(c, DTYPE_I32, ids, 2, TENSOR_SHAPE(n, len));
     in.text_mask = text_mask(c, mask, n, len);
-    bert_forward(be, &c->model.text, &c->bert, &c->ar, &in, NULL);
-    *feat = project_cls(c, be, c->bert.out, &c->model.text_proj);
+    bert_forward(be, &c->m->text, &c->bert, &c->ar, &in, NULL);
+    *feat = project_cls(c, be, c->bert.out, &c->m->text_proj);
 }
 
 static tensor itm_pass(albef_ctx *c, backend *be, const float *text_tokens, const int32_t *mask, int n, int len,
                        const float *image_tokens, int one_image)
 {
-    const albef_config *cfg = &c->model.cfg;
+    const albef_config *cfg = &c->m->cfg;
     int64_t T = config_num_patches(cfg) + 1, H = cfg->bert.hidden_size;
     bert_inputs in = {.mode = BERT_FUSION, .n_enc = 1, .enc_shared = one_image};
     in.embeds = upload(c, DTYPE_F32, text_tokens, 3, TENSOR_SHAPE(n, len, H));
     in.text_mask = text_mask(c, mask, n, len);
     in.enc[0] = upload(c, DTYPE_F32, image_tokens, 3, TENSOR_SHAPE(one_image ? 1 : n, T, cfg->vision_width));
-    bert_forward(be, &c->model.text, &c->bert, &c->ar, &in, NULL);
+    bert_forward(be, &c->m->text, &c->bert, &c->ar, &in, NULL);
     tensor cls = arena_f32(&c->ar, n, H), logits = arena_f32(&c->ar, n, 2);
     op_copy_rows(be, cls, H, c->bert.out, len * H, n, H, 0);
-    op_linear_forward(be, logits, cls, c->model.itm_head.weight, c->model.itm_head.bias);
+    op_linear_forward(be, logits, cls, c->m->itm_head.weight, c->m->itm_head.bias);
     return logits;
 }
 
 static tensor mlm_pass(albef_ctx *c, backend *be, const int32_t *ids, const int32_t *mask, int n, int len,
                        const float *image_tokens)
 {
-    const albef_config *cfg = &c->model.cfg;
+    const albef_config *cfg = &c->m->cfg;
     int64_t T = config_num_patches(cfg) + 1;
     bert_inputs in = {.mode = BERT_MULTI_MODAL, .n_enc = 1};
     in.ids = upload(c, DTYPE_I32, ids, 2, TENSOR_SHAPE(n, len));
     in.text_mask = text_mask(c, mask, n, len);
     in.enc[0] = upload(c, DTYPE_F32, image_tokens, 3, TENSOR_SHAPE(n, T, cfg->vision_width));
-    bert_forward(be, &c->model.text, &c->bert, &c->ar, &in, NULL);
-    bert_mlm_forward(be, &c->model.text, &c->head, &c->ar,
+    bert_forward(be, &c->m->text, &c->bert, &c->ar, &in, NULL);
+    bert_mlm_forward(be, &c->m->text, &c->head, &c->ar,
                      tensor_reshape(c->bert.out, 2, TENSOR_SHAPE((int64_t)n * len, cfg->bert.hidden_size)));
     return c->head.logits;
 }
@@ -144,7 +147,7 @@ static size_t measure(albef_ctx *c, int batch, int images_only)
         text_pass(c, nb, NULL, NULL, batch, c->max_len, &f);
         arena_reset(&c->ar, 0);
         itm_pass(c, nb, NULL, NULL, batch, c->max_len, NULL, 0);
-        if (c->model.text.has_mlm_head) {
+        if (c->m->text.has_mlm_head) {
             arena_reset(&c->ar, 0);
             mlm_pass(c, nb, NULL, NULL, c->mlm_batch, c->max_len, NULL);
         }
@@ -152,6 +155,28 @@ static size_t measure(albef_ctx *c, int batch, int images_only)
     }
     c->ar = saved;
     return peak;
+}
+
+/* Sizes the activation memory for the context's model. */
+static int ctx_setup(albef_ctx *c, const albef_params *p)
+{
+    const albef_config *cfg = &c->m->cfg;
+    c->max_batch = p->max_batch;
+    c->max_len = p->max_text_len > cfg->bert.max_position_embeddings ? cfg->bert.max_position_embeddings
+                                                                       : p->max_text_len;
+    c->mlm_batch = p->max_batch / 4 > 0 ? p->max_batch / 4 : 1;
+    int rc = vit_acts_init(&c->vit, &c->m->vit);
+    rc = rc ? rc : bert_acts_init(&c->bert, &c->m->text);
+    c->vit.inference = c->bert.inference = 1;
+    if (!rc) {
+        size_t one = measure(c, 1, 1), two = measure(c, 2, 1);
+        c->bytes_per_image = two - one;
+        size_t need = measure(c, c->max_batch, 0);
+        log_info("activation memory: %.1f MiB for batches of %d (%.2f MiB per image at %d px)", need / 1048576.0,
+                  c->max_batch, c->bytes_per_image / 1048576.0, cfg->image_res);
+        rc = arena_init(&c->ar, c->be, need);
+    }
+    return rc;
 }
 
 int albef_load(const char *checkpoint, const albef_params *params, albef_ctx **out)
@@ -163,6 +188,7 @@ int albef_load(const char *checkpoint, const albef_params *params, albef_ctx **o
     albef_ctx *c = calloc(1, sizeof *c);
     if (!c)
         return albef_error(ALBEF_ERR_NOMEM, "out of memory");
+    c->m = &c->own;
     safetensors_file *st = NULL;
     int rc = safetensors_open(checkpoint, &st);
     albef_config cfg;
@@ -183,32 +209,40 @@ int albef_load(const char *checkpoint, const albef_params *params, albef_ctx **o
         rc = backend_create(p.device ? p.device : "cpu", &c->be);
     if (!rc) {
         albef_model_options opt = {.layout = pretrain_layout ? LAYOUT_PRETRAIN : LAYOUT_RETRIEVAL};
-        rc = albef_model_init(&c->model, &cfg, c->be, &opt);
+        rc = albef_model_init(c->m, &cfg, c->be, &opt);
     }
     if (rc) {
+        backend_destroy(c->be);
         free(c);
         return rc;
     }
     load_report rep;
-    rc = albef_model_load(&c->model, checkpoint, 1, &rep);
+    rc = albef_model_load(c->m, checkpoint, 1, &rep);
     if (!rc && rep.unexpected)
         log_debug("%s: %d tensors not used for inference (momentum model, queues, training state: %s)", checkpoint,
                   rep.unexpected, rep.unexpected_names);
-    c->max_batch = p.max_batch;
-    c->max_len = p.max_text_len > cfg.bert.max_position_embeddings ? cfg.bert.max_position_embeddings
-                                                                     : p.max_text_len;
-    c->mlm_batch = p.max_batch / 4 > 0 ? p.max_batch / 4 : 1;
-    rc = rc ? rc : vit_acts_init(&c->vit, &c->model.vit);
-    rc = rc ? rc : bert_acts_init(&c->bert, &c->model.text);
-    c->vit.inference = c->bert.inference = 1;
-    if (!rc) {
-        size_t one = measure(c, 1, 1), two = measure(c, 2, 1);
-        c->bytes_per_image = two - one;
-        size_t need = measure(c, c->max_batch, 0);
-        log_info("activation memory: %.1f MiB for batches of %d (%.2f MiB per image at %d px)", need / 1048576.0,
-                 c->max_batch, c->bytes_per_image / 1048576.0, cfg.image_res);
-        rc = arena_init(&c->ar, c->be, need);
+    rc = rc ? rc : ctx_setup(c, &p);
+    if (rc) {
+        albef_free(c);
+        return rc;
     }
+    *out = c;
+    return ALBEF_OK;
+}
+
+int albef_wrap_model(albef_model *model, backend *be, const albef_params *params, albef_ctx **out)
+{
+    *out = NULL;
+    albef_params p = params ? *params : albef_params_default();
+    if (p.max_batch <= 0 || p.max_text_len <= 0)
+        return albef_error(ALBEF_ERR_INVALID, "max_batch and max_text_len must be positive");
+    albef_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return albef_error(ALBEF_ERR_NOMEM, "out of memory");
+    c->m = model;
+    c->borrowed = 1;
+    c->be = be;
+    int rc = ctx_setup(c, &p);
     if (rc) {
         albef_free(c);
         return rc;
@@ -224,8 +258,10 @@ void albef_free(albef_ctx *c)
     arena_free(&c->ar);
     vit_acts_free(&c->vit);
     bert_acts_free(&c->bert);
-    albef_model_free(&c->model);
-    backend_destroy(c->be);
+    if (!c->borrowed) {
+        albef_model_free(c->m);
+        backend_destroy(c->be);
+    }
     free(c);
 }
 
@@ -237,8 +273,8 @@ static void download(albef_ctx *c, float *dst, tensor t)
 
 int albef_embed_images(albef_ctx *c, const float *images, int n, float *feat, float *tokens)
 {
-    int64_t R = c->model.cfg.image_res, T = albef_image_tokens(c), Cv = c->model.cfg.vision_width;
-    int64_t E = c->model.cfg.embed_dim;
+    int64_t R = c->m->cfg.image_res, T = albef_image_tokens(c), Cv = c->m->cfg.vision_width;
+    int64_t E = c->m->cfg.embed_dim;
     for (int i = 0; i < n; i += c->max_batch) {
         int b = n - i < c->max_batch ? n - i : c->max_batch;
         arena_reset(&c->ar, 0);
@@ -255,9 +291,9 @@ static int check_text(const albef_ctx *c, const int32_t *ids, int n, int len)
     if (len <= 0 || len > c->max_len)
         return albef_error(ALBEF_ERR_INVALID, "text length %d is outside 1..%d", len, c->max_len);
     for (int i = 0; ids && i < n * len; i++)
-        if (ids[i] < 0 || ids[i] >= c->model.cfg.bert.vocab_size)
+        if (ids[i] < 0 || ids[i] >= c->m->cfg.bert.vocab_size)
             return albef_error(ALBEF_ERR_INVALID, "token id %d at %d is outside the vocabulary (%d)", ids[i], i,
-                               c->model.cfg.bert.vocab_size);
+                               c->m->cfg.bert.vocab_size);
     return ALBEF_OK;
 }
 
@@ -267,7 +303,7 @@ int albef_embed_texts(albef_ctx *c, const int32_t *ids, const int32_t *mask, int
     int rc = check_text(c, ids, n, len);
     if (rc)
         return rc;
-    int64_t H = c->model.cfg.bert.hidden_size, E = c->model.cfg.embed_dim;
+    int64_t H = c->m->cfg.bert.hidden_size, E = c->m->cfg.embed_dim;
     for (int i = 0; i < n; i += c->max_batch) {
         int b = n - i < c->max_batch ? n - i : c->max_batch;
         arena_reset(&c->ar, 0);
@@ -293,9 +329,9 @@ static int itm_logits(albef_ctx *c, const float *text_tokens, const int32_t *mas
     int rc = check_text(c, NULL, n, len);
     if (rc)
         return rc;
-    if (!c->model.itm_head.weight.data)
+    if (!c->m->itm_head.weight.data)
         return albef_error(ALBEF_ERR_UNSUPPORTED, "this model has no ITM head");
-    int64_t H = c->model.cfg.bert.hidden_size, T = albef_image_tokens(c), Cv = c->model.cfg.vision_width;
+    int64_t H = c->m->cfg.bert.hidden_size, T = albef_image_tokens(c), Cv = c->m->cfg.vision_width;
     for (int i = 0; i < n; i += c->max_batch) {
         int b = n - i < c->max_batch ? n - i : c->max_batch;
         arena_reset(&c->ar, 0);
@@ -325,9 +361,9 @@ int albef_mlm_logits(albef_ctx *c, const int32_t *ids, const int32_t *mask, int 
     int rc = check_text(c, ids, n, len);
     if (rc)
         return rc;
-    if (!c->model.text.has_mlm_head)
+    if (!c->m->text.has_mlm_head)
         return albef_error(ALBEF_ERR_UNSUPPORTED, "this checkpoint has no MLM head (not a pre-training checkpoint)");
-    int64_t T = albef_image_tokens(c), Cv = c->model.cfg.vision_width, V = c->model.cfg.bert.vocab_size;
+    int64_t T = albef_image_tokens(c), Cv = c->m->cfg.vision_width, V = c->m->cfg.bert.vocab_size;
     for (int i = 0; i < n; i += c->mlm_batch) {
         int b = n - i < c->mlm_batch ? n - i : c->mlm_batch;
         arena_reset(&c->ar, 0);

@@ -243,106 +243,30 @@ static int run_eval(const options *o)
     albef_ctx *ctx = NULL;
     bert_tokenizer *tok = NULL;
     manifest *m = NULL;
-    float *img_feat = NULL, *img_tok = NULL, *txt_feat = NULL, *txt_tok = NULL, *pixels = NULL, *s_i2t = NULL,
-          *s_t2i = NULL;
-    int32_t *ids = NULL, *mask = NULL, *lengths = NULL;
-    char **texts = NULL;
-    size_t *first = NULL, *count = NULL, *owner = NULL;
     int rc = albef_load(o->model, &p, &ctx);
     rc = rc ? rc : load_tokenizer(o, &tok);
     const char *paths[1] = {o->test};
     rc = rc ? rc : manifest_load(&m, MANIFEST_RETRIEVAL_EVAL, paths, 1);
-    if (rc)
-        goto done;
-    int n_img = (int)manifest_count(m), n_txt = (int)manifest_text_total(m), L = o->max_tokens;
-    int R = albef_image_res(ctx), T = albef_image_tokens(ctx), Cv = albef_vision_width(ctx);
-    int H = albef_text_width(ctx), E = albef_embed_dim(ctx);
-    if (!n_img || !n_txt) {
+    if (!rc && (!manifest_count(m) || !manifest_text_total(m)))
         rc = albef_error(ALBEF_ERR_INVALID, "%s: no images or no captions", o->test);
-        goto done;
-    }
-    img_feat = malloc(sizeof(float) * (size_t)n_img * E);
-    img_tok = malloc(sizeof(float) * (size_t)n_img * T * Cv);
-    txt_feat = malloc(sizeof(float) * (size_t)n_txt * E);
-    txt_tok = malloc(sizeof(float) * (size_t)n_txt * L * H);
-    pixels = malloc(sizeof(float) * (size_t)o->batch * 3 * R * R);
-    ids = malloc(sizeof(int32_t) * (size_t)n_txt * L);
-    mask = malloc(sizeof(int32_t) * (size_t)n_txt * L);
-    lengths = malloc(sizeof(int32_t) * (size_t)n_txt);
-    texts = calloc((size_t)n_txt, sizeof(char *));
-    first = malloc(sizeof(size_t) * (size_t)n_img);
-    count = malloc(sizeof(size_t) * (size_t)n_img);
-    owner = malloc(sizeof(size_t) * (size_t)n_txt);
-    s_i2t = malloc(sizeof(float) * (size_t)n_img * n_txt);
-    s_t2i = malloc(sizeof(float) * (size_t)n_img * n_txt);
-    if (!img_feat || !img_tok || !txt_feat || !txt_tok || !pixels || !ids || !mask || !lengths || !texts || !first ||
-        !count || !owner || !s_i2t || !s_t2i) {
-        rc = albef_error(ALBEF_ERR_NOMEM, "out of memory for %d images and %d texts", n_img, n_txt);
-        goto done;
-    }
-    /* texts: pre_caption, then padded and truncated to max_tokens */
-    for (int t = 0; t < n_txt && !rc; t++) {
-        const char *c = manifest_text_by_id(m, (size_t)t);
-        rc = pre_caption_alloc(c, strlen(c), o->max_words, &texts[t], NULL);
-        owner[t] = manifest_text_item(m, (size_t)t);
-    }
-    for (int i = 0; i < n_img; i++) {
-        first[i] = manifest_text_first(m, (size_t)i);
-        count[i] = manifest_text_count(m, (size_t)i);
-    }
-    bert_encode_options eo = bert_encode_options_default();
-    eo.padding = BERT_PADDING_MAX_LENGTH;
-    eo.truncation = 1;
-    eo.max_length = (size_t)L;
-    size_t len = 0;
-    rc = rc ? rc
-            : bert_tokenizer_encode_batch(tok, (const char *const *)texts, NULL, (size_t)n_txt, &eo, (size_t)L, ids,
-                                          mask, lengths, &len);
-    for (int t = 0; !rc && t < n_txt * L; t++)
-        if (ids[t] >= albef_vocab_size(ctx))
-            rc = albef_error(ALBEF_ERR_INVALID, "the vocabulary has more tokens than the model (%d)",
-                             albef_vocab_size(ctx));
-    if (rc)
-        goto done;
-    /* images: decoded, square-resized (BICUBIC), normalised, in batches */
-    transform_params tp = transform_params_test(R);
-    char path[4096];
-    for (int i = 0; i < n_img && !rc; i += o->batch) {
-        int b = n_img - i < o->batch ? n_img - i : o->batch;
-        for (int j = 0; j < b && !rc; j++) {
-            image_u8 img = {0};
-            rc = manifest_join_path(path, sizeof path, o->image_root, manifest_image(m, (size_t)(i + j)));
-            rc = rc ? rc : image_load(path, &img);
-            rc = rc ? rc : transform_apply(&tp, &img, NULL, pixels + (size_t)j * 3 * R * R);
-            image_free(&img);
-        }
-        rc = rc ? rc : albef_embed_images(ctx, pixels, b, img_feat + (size_t)i * E, img_tok + (size_t)i * T * Cv);
-        if (show)
-            progress((size_t)(i + b), (size_t)n_img, "images");
-    }
-    rc = rc ? rc : albef_embed_texts(ctx, ids, mask, n_txt, L, txt_feat, txt_tok);
-    if (rc)
-        goto done;
-    retrieval_options ro = {.k_test = o->k, .itc_only = o->itc_only, .progress = show ? progress : NULL,
-                            .progress_user = "re-ranking queries"};
-    rc = retrieval_scores(ctx, &ro, img_feat, img_tok, n_img, txt_feat, txt_tok, mask, n_txt, L, s_i2t, s_t2i);
+    retrieval_eval_options eo = {
+        .image_root = o->image_root, .batch = o->batch, .max_words = o->max_words, .max_tokens = o->max_tokens,
+        .rank = {.k_test = o->k, .itc_only = o->itc_only, .progress = show ? progress : NULL,
+                 .progress_user = "re-ranking queries"},
+        .progress = show ? progress : NULL, .progress_user = "images",
+    };
     retrieval_metrics r;
-    rc = rc ? rc : retrieval_metrics_compute(s_i2t, s_t2i, n_img, n_txt, first, count, owner, &r);
+    rc = rc ? rc : retrieval_evaluate(ctx, tok, m, &eo, &r);
     if (!rc) {
         struct timespec t1;
         clock_gettime(CLOCK_MONOTONIC, &t1);
         printf("{\"txt_r1\":%.4f,\"txt_r5\":%.4f,\"txt_r10\":%.4f,\"txt_r_mean\":%.4f,"
                "\"img_r1\":%.4f,\"img_r5\":%.4f,\"img_r10\":%.4f,\"img_r_mean\":%.4f,\"r_mean\":%.4f,"
-               "\"images\":%d,\"texts\":%d,\"k\":%d,\"itc_only\":%s,\"seconds\":%.2f}\n",
+               "\"images\":%zu,\"texts\":%zu,\"k\":%d,\"itc_only\":%s,\"seconds\":%.2f}\n",
                r.txt_r1, r.txt_r5, r.txt_r10, r.txt_r_mean, r.img_r1, r.img_r5, r.img_r10, r.img_r_mean, r.r_mean,
-               n_img, n_txt, o->itc_only ? 0 : o->k, o->itc_only ? "true" : "false",
+               manifest_count(m), manifest_text_total(m), o->itc_only ? 0 : o->k, o->itc_only ? "true" : "false",
                (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9);
     }
-done:
-    for (int t = 0; texts && t < (int)manifest_text_total(m); t++)
-        free(texts[t]);
-    free(texts), free(img_feat), free(img_tok), free(txt_feat), free(txt_tok), free(pixels), free(ids), free(mask),
-        free(lengths), free(first), free(count), free(owner), free(s_i2t), free(s_t2i);
     manifest_free(m);
     bert_tokenizer_free(tok);
     albef_free(ctx);

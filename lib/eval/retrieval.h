@@ -39,4 +39,24 @@ int retrieval_scores(albef_ctx *ctx, const retrieval_options *opt, const float *
                      int n_img, const float *text_feat, const float *text_tokens, const int32_t *text_mask, int n_txt,
                      int len, float *score_i2t, float *score_t2i);
 
+/* The whole evaluation of a retrieval test file (ALBEF's
+ * [{"image", "caption": [texts]}] format): captions through pre_caption and
+ * the tokenizer (padded to max_tokens), images decoded and resized for the
+ * test transform in batches, embedded, scored and ranked. */
+struct bert_tokenizer;
+struct manifest;
+typedef struct {
+    const char *image_root;  /* relative image paths are under it (NULL: as written) */
+    int batch;               /* images per embedding pass (the context's max_batch at most) */
+    int max_words;           /* pre_caption's limit (ALBEF: 30) */
+    int max_tokens;          /* padded text length (ALBEF: 30 at test time) */
+    retrieval_options rank;
+    /* progress of the image pass, when set */
+    void (*progress)(size_t done, size_t total, void *user);
+    void *progress_user;
+} retrieval_eval_options;
+
+int retrieval_evaluate(albef_ctx *ctx, const struct bert_tokenizer *tok, const struct manifest *m,
+                       const retrieval_eval_options *opt, retrieval_metrics *out);
+
 #endif
