@@ -141,7 +141,7 @@ static void note_name(char *list, size_t cap, const char *name)
 
 /* The file's name for a parameter: exact, or with "bert." inserted/removed
  * after the text encoder prefix (pretraining vs fine-tuned layouts). */
-static const safetensors_tensor *find_in_file(const safetensors_file *st, const char *name)
+const safetensors_tensor *albef_model_find_tensor(const safetensors_file *st, const char *name)
 {
     const safetensors_tensor *t = safetensors_find(st, name);
     if (t)
@@ -218,14 +218,14 @@ int albef_model_load(albef_model *m, const char *path, int strict, load_report *
     m->be->ops->download(m->be, host, ps->values, ps->numel * sizeof(float));
     for (int i = 0; i < ps->count; i++) {
         const param_info *p = &ps->items[i];
-        const safetensors_tensor *t = find_in_file(st, p->name);
+        const safetensors_tensor *t = albef_model_find_tensor(st, p->name);
         if (!t && p->alias_of >= 0)
             continue; /* the tied target's own name carries the data */
         if (!t) {
             /* a tied parameter is loaded when any of its names is present */
             int found_alias = 0;
             for (int j = 0; j < ps->count && !found_alias; j++)
-                found_alias = ps->items[j].alias_of == i && find_in_file(st, ps->items[j].name);
+                found_alias = ps->items[j].alias_of == i && albef_model_find_tensor(st, ps->items[j].name);
             if (found_alias)
                 continue;
             rep->missing++;

@@ -10,6 +10,7 @@
 #ifndef ALBEF_MODEL_ALBEF_MODEL_H
 #define ALBEF_MODEL_ALBEF_MODEL_H
 
+#include "io/safetensors.h"
 #include "model/bert.h"
 #include "model/config.h"
 #include "model/vit.h"
@@ -79,6 +80,10 @@ int albef_model_load_renamed(albef_model *m, const char *path, const name_rule *
 /* Writes every parameter (tied names written twice, as the official files
  * have them, and position_ids) with the configuration in the metadata. */
 int albef_model_save(const albef_model *m, const char *path);
+
+/* The file tensor that parameter `name` loads from: the same name, or the
+ * other layout's (with "bert." inserted or removed after the text encoder). */
+const safetensors_tensor *albef_model_find_tensor(const safetensors_file *st, const char *name);
 
 struct safetensors_writer;
 /* Adds the parameters (and position_ids) to a writer being assembled, for

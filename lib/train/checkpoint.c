@@ -167,7 +167,7 @@ static int momentum_complete(const pretrainer *t, const safetensors_file *st)
     for (int i = 0; i < pm->count; i++) {
         if (pm->items[i].alias_of >= 0)
             continue;
-        if (!safetensors_find(st, pm->items[i].name))
+        if (!albef_model_find_tensor(st, pm->items[i].name))
             return 0;
     }
     return 1;

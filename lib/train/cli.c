@@ -167,7 +167,12 @@ int train_cli_check(const train_cli *o, char *err, size_t cap)
 
 void train_cli_usage(FILE *f, const train_cli *o)
 {
-    char res[64] = "the configuration's";
+    char res[64] = "the configuration's", alpha[64] = "the configuration's, 0.4",
+         momentum[64] = "the configuration's, 0.995";
+    if (o->alpha >= 0)
+        snprintf(alpha, sizeof alpha, "%g", o->alpha);
+    if (o->momentum >= 0)
+        snprintf(momentum, sizeof momentum, "%g", o->momentum);
     if (o->image_res)
         snprintf(res, sizeof res, "%d", o->image_res);
     fprintf(f,
@@ -195,10 +200,10 @@ void train_cli_usage(FILE *f, const train_cli *o)
             "      --schedule S         albef (default) or cosine (per-step warm-up and cosine)\n"
             "      --warmup-steps N     cosine schedule: linear warm-up steps (default %lld)\n"
             "      --weight-decay X     AdamW weight decay (default %g)\n"
-            "      --alpha X            distillation weight (default: the configuration's, 0.4)\n"
+            "      --alpha X            distillation weight (default: %s)\n"
             "      --no-alpha-warmup    no ramp of alpha over the first epoch\n"
-            "      --momentum X         momentum-model update rate (default: the configuration's,\n"
-            "                           0.995; lower it to train from scratch)\n"
+            "      --momentum X         momentum-model update rate (default: %s;\n"
+            "                           lower it to train from scratch)\n"
             "      --dropout P          BERT dropout (default %g; 0 for parity runs)\n"
             "      --no-teacher-dropout evaluation mode for the momentum model\n"
             "      --crop-scale X       smallest RandomResizedCrop area fraction (default %g)\n"
@@ -219,7 +224,7 @@ void train_cli_usage(FILE *f, const train_cli *o)
             "      --log FILE           JSON lines per step to FILE (default: stdout)\n"
             "  -q, --quiet              no progress on stderr\n",
             o->epochs, o->batch, o->lr, o->min_lr, o->warmup_lr, o->warmup_epochs, (long long)o->warmup_steps,
-            o->weight_decay, o->dropout, o->crop_min, o->max_tokens, o->max_words, (unsigned long long)o->seed,
+            o->weight_decay, alpha, momentum, o->dropout, o->crop_min, o->max_tokens, o->max_words, (unsigned long long)o->seed,
             o->workers, o->keep);
 }
 
