@@ -252,7 +252,7 @@ static int run_eval(const options *o)
     retrieval_eval_options eo = {
         .image_root = o->image_root, .batch = o->batch, .max_words = o->max_words, .max_tokens = o->max_tokens,
         .rank = {.k_test = o->k, .itc_only = o->itc_only, .progress = show ? progress : NULL,
-                 .progress_user = "re-ranking queries"},
+                 .progress_user = "re-ranking images"},
         .progress = show ? progress : NULL, .progress_user = "images",
     };
     retrieval_metrics r;

@@ -83,11 +83,27 @@ static void top_k(const float *row, int n, int k, scored *tmp, int *out)
         out[r] = tmp[r].index;
 }
 
+/* One (image, text) pair to score with ITM: from an image's top-k texts
+ * (FROM_I2T), a text's top-k images (FROM_T2I) or both. */
+enum { FROM_I2T = 1, FROM_T2I = 2 };
+typedef struct {
+    int text;
+    int from;
+} candidate;
+
+static int by_text(const void *a, const void *b)
+{
+    const candidate *x = a, *y = b;
+    return x->text - y->text;
+}
+
 int retrieval_scores(albef_ctx *ctx, const retrieval_options *opt, const float *image_feat, const float *image_tokens,
                      int n_img, const float *text_feat, const float *text_tokens, const int32_t *text_mask, int n_txt,
                      int len, float *score_i2t, float *score_t2i)
 {
     int E = albef_embed_dim(ctx);
+    if (opt->stats)
+        *opt->stats = (retrieval_stats){0};
     float *sim = malloc(sizeof(float) * (size_t)n_img * n_txt);
     if (!sim)
         return albef_error(ALBEF_ERR_NOMEM, "out of memory for a %d x %d similarity matrix", n_img, n_txt);
@@ -101,56 +117,102 @@ int retrieval_scores(albef_ctx *ctx, const retrieval_options *opt, const float *
         free(sim);
         return ALBEF_OK;
     }
+    /* The ITM logit of a pair does not depend on the direction it was
+     * asked for, so the candidates of both directions are gathered by
+     * image, a pair wanted twice is scored once, and each image is fused
+     * with all its candidate texts in one call that computes its
+     * cross-attention keys/values once per layer. */
     int T = albef_image_tokens(ctx), Cv = albef_vision_width(ctx), H = albef_text_width(ctx);
     int k_txt = opt->k_test < n_txt ? opt->k_test : n_txt, k_img = opt->k_test < n_img ? opt->k_test : n_img;
-    int kmax = k_txt > k_img ? k_txt : k_img, n = n_img > n_txt ? n_img : n_txt;
+    int n = n_img > n_txt ? n_img : n_txt;
+    size_t n_pairs = (size_t)n_img * k_txt + (size_t)n_txt * k_img;
     scored *tmp = malloc(sizeof *tmp * (size_t)n);
-    int *idx = malloc(sizeof(int) * (size_t)kmax);
+    int *idx = malloc(sizeof(int) * (size_t)(k_txt > k_img ? k_txt : k_img));
     float *col = malloc(sizeof(float) * (size_t)n_img);
-    float *tt = malloc(sizeof(float) * (size_t)kmax * len * H);
-    float *it = malloc(sizeof(float) * (size_t)kmax * T * Cv);
-    int32_t *mm = malloc(sizeof(int32_t) * (size_t)kmax * len);
-    float *logits = malloc(sizeof(float) * 2 * (size_t)kmax);
-    if (!tmp || !idx || !col || !tt || !it || !mm || !logits) {
-        rc = albef_error(ALBEF_ERR_NOMEM, "out of memory for re-ranking %d candidates", kmax);
+    size_t *first = calloc((size_t)n_img + 1, sizeof(size_t)), *fill = calloc((size_t)n_img, sizeof(size_t));
+    int *t2i_top = malloc(sizeof(int) * (size_t)n_txt * k_img);
+    candidate *cand = malloc(sizeof *cand * n_pairs);
+    float *tt = NULL, *logits = NULL;
+    int32_t *mm = NULL;
+    if (!tmp || !idx || !col || !first || !fill || !t2i_top || !cand) {
+        rc = albef_error(ALBEF_ERR_NOMEM, "out of memory for re-ranking %zu candidate pairs", n_pairs);
+        goto done;
+    }
+    /* each text's top-k images; then how many candidates each image gets */
+    for (int t = 0; t < n_txt; t++) {
+        for (int i = 0; i < n_img; i++)
+            col[i] = sim[(size_t)i * n_txt + t];
+        top_k(col, n_img, k_img, tmp, t2i_top + (size_t)t * k_img);
+    }
+    for (int i = 0; i < n_img; i++)
+        first[i + 1] = k_txt;
+    for (size_t j = 0; j < (size_t)n_txt * k_img; j++)
+        first[t2i_top[j] + 1]++;
+    for (int i = 0; i < n_img; i++)
+        first[i + 1] += first[i];
+    for (int i = 0; i < n_img; i++) {
+        top_k(sim + (size_t)i * n_txt, n_txt, k_txt, tmp, idx);
+        for (int r = 0; r < k_txt; r++)
+            cand[first[i] + fill[i]++] = (candidate){idx[r], FROM_I2T};
+    }
+    for (int t = 0; t < n_txt; t++)
+        for (int r = 0; r < k_img; r++) {
+            int i = t2i_top[(size_t)t * k_img + r];
+            cand[first[i] + fill[i]++] = (candidate){t, FROM_T2I};
+        }
+    /* per image: sort by text, merge the pairs both directions asked for */
+    size_t most = 0;
+    for (int i = 0; i < n_img; i++) {
+        candidate *c = cand + first[i];
+        size_t m = first[i + 1] - first[i], u = 0;
+        qsort(c, m, sizeof *c, by_text);
+        for (size_t j = 0; j < m; j++) {
+            if (u > 0 && c[u - 1].text == c[j].text)
+                c[u - 1].from |= c[j].from;
+            else
+                c[u++] = c[j];
+        }
+        fill[i] = u;
+        most = u > most ? u : most;
+    }
+    tt = malloc(sizeof(float) * (most ? most : 1) * len * H);
+    mm = malloc(sizeof(int32_t) * (most ? most : 1) * len);
+    logits = malloc(sizeof(float) * 2 * (most ? most : 1));
+    if (!tt || !mm || !logits) {
+        rc = albef_error(ALBEF_ERR_NOMEM, "out of memory for re-ranking %zu texts against one image", most);
         goto done;
     }
     for (size_t i = 0; i < (size_t)n_img * n_txt; i++)
         score_i2t[i] = -100.0f;
     for (size_t i = 0; i < (size_t)n_txt * n_img; i++)
         score_t2i[i] = -100.0f;
-    size_t total = (size_t)n_img + (size_t)n_txt, done_q = 0;
-    /* image -> its top-k texts */
     for (int i = 0; i < n_img && !rc; i++) {
-        top_k(sim + (size_t)i * n_txt, n_txt, k_txt, tmp, idx);
-        for (int r = 0; r < k_txt; r++) {
-            memcpy(tt + (size_t)r * len * H, text_tokens + (size_t)idx[r] * len * H, sizeof(float) * (size_t)len * H);
-            memcpy(mm + (size_t)r * len, text_mask + (size_t)idx[r] * len, sizeof(int32_t) * (size_t)len);
+        const candidate *c = cand + first[i];
+        int m = (int)fill[i];
+        for (int j = 0; j < m; j++) {
+            memcpy(tt + (size_t)j * len * H, text_tokens + (size_t)c[j].text * len * H,
+                   sizeof(float) * (size_t)len * H);
+            memcpy(mm + (size_t)j * len, text_mask + (size_t)c[j].text * len, sizeof(int32_t) * (size_t)len);
         }
-        /* one image against its k texts: its keys/values computed once */
-        rc = albef_itm_logits_one_image(ctx, tt, mm, k_txt, len, image_tokens + (size_t)i * T * Cv, logits);
-        for (int r = 0; !rc && r < k_txt; r++)
-            score_i2t[(size_t)i * n_txt + idx[r]] = logits[2 * r + 1];
-        if (opt->progress)
-            opt->progress(++done_q, total, opt->progress_user);
-    }
-    /* text -> its top-k images */
-    for (int t = 0; t < n_txt && !rc; t++) {
-        for (int i = 0; i < n_img; i++)
-            col[i] = sim[(size_t)i * n_txt + t];
-        top_k(col, n_img, k_img, tmp, idx);
-        for (int r = 0; r < k_img; r++) {
-            memcpy(tt + (size_t)r * len * H, text_tokens + (size_t)t * len * H, sizeof(float) * (size_t)len * H);
-            memcpy(mm + (size_t)r * len, text_mask + (size_t)t * len, sizeof(int32_t) * (size_t)len);
-            memcpy(it + (size_t)r * T * Cv, image_tokens + (size_t)idx[r] * T * Cv, sizeof(float) * (size_t)T * Cv);
+        if (m > 0)
+            rc = albef_itm_logits_one_image(ctx, tt, mm, m, len, image_tokens + (size_t)i * T * Cv, logits);
+        for (int j = 0; !rc && j < m; j++) {
+            if (c[j].from & FROM_I2T)
+                score_i2t[(size_t)i * n_txt + c[j].text] = logits[2 * j + 1];
+            if (c[j].from & FROM_T2I)
+                score_t2i[(size_t)c[j].text * n_img + i] = logits[2 * j + 1];
         }
-        rc = albef_itm_logits(ctx, tt, mm, k_img, len, it, logits);
-        for (int r = 0; !rc && r < k_img; r++)
-            score_t2i[(size_t)t * n_img + idx[r]] = logits[2 * r + 1];
+        if (opt->stats && m > 0) {
+            opt->stats->images_fused++;
+            opt->stats->itm_pairs += (size_t)m;
+        }
         if (opt->progress)
-            opt->progress(++done_q, total, opt->progress_user);
+            opt->progress((size_t)i + 1, (size_t)n_img, opt->progress_user);
     }
+    if (opt->stats)
+        opt->stats->pairs_asked = n_pairs;
 done:
-    free(sim), free(tmp), free(idx), free(col), free(tt), free(it), free(mm), free(logits);
+    free(sim), free(tmp), free(idx), free(col), free(first), free(fill), free(t2i_top), free(cand), free(tt), free(mm),
+        free(logits);
     return rc;
 }

@@ -25,9 +25,18 @@ int retrieval_metrics_compute(const float *score_i2t, const float *score_t2i, in
                               const size_t *img_first, const size_t *img_count, const size_t *txt2img,
                               retrieval_metrics *out);
 
+/* What the ITM re-ranking did: the pairs the protocol asks for (k per
+ * image and k per text), the distinct pairs scored (a pair asked for by
+ * both directions is scored once) and the images fused with their
+ * candidates (one call each, keys/values computed once per layer). */
+typedef struct {
+    size_t pairs_asked, itm_pairs, images_fused;
+} retrieval_stats;
+
 typedef struct {
     int k_test;    /* candidates re-ranked per query (ALBEF: 256 COCO, 128 Flickr) */
     int itc_only;  /* rank by the cosine alone */
+    retrieval_stats *stats; /* filled when set */
     void (*progress)(size_t done, size_t total, void *user);
     void *progress_user;
 } retrieval_options;
