@@ -858,3 +858,9 @@ int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_s
 
 tensor pretrainer_last_sim_i2t(const pretrainer *t) { return t->buf->sim_i2t; }
 tensor pretrainer_last_sim_t2i(const pretrainer *t) { return t->buf->sim_t2i; }
+
+void pretrainer_last_itm_weights(const pretrainer *t, const float **w_i2t, const float **w_t2i)
+{
+    *w_i2t = t->buf->w_i2t;
+    *w_t2i = t->buf->w_t2i;
+}

@@ -127,6 +127,11 @@ int pretrainer_get_queues(const pretrainer *t, float *image_queue, float *text_q
  * step, in back-end memory. */
 tensor pretrainer_last_sim_i2t(const pretrainer *t);
 tensor pretrainer_last_sim_t2i(const pretrainer *t);
+/* The ITM sampling weights of the last step, (B, B) host memory: row i of
+ * w_i2t weighs the texts for image i, row i of w_t2i the images for text i;
+ * softmax of the in-batch student logits, zero at the diagonal (retrieval:
+ * at every pair of the same image), not renormalised. */
+void pretrainer_last_itm_weights(const pretrainer *t, const float **w_i2t, const float **w_t2i);
 
 /* One step: forward, backward, AdamW at rate lr. */
 int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_stats *stats);

@@ -1,12 +1,13 @@
-# The PyTorch reference of the ALBEF pretraining model (online model only: no
-# momentum copies, no queues), used to produce the golden files that the C
-# model is checked against. Dev-only: nothing in the build or `make test`
-# imports it. See scripts/reference/README.md.
+# The PyTorch reference of the ALBEF pretraining model, and of the retrieval
+# model's modules (online model only: no momentum copies, no queues), used to
+# produce the golden files that the C model is checked against. Dev-only:
+# nothing in the build or `make test` imports it. See
+# scripts/reference/README.md.
 #
 # The architecture follows ALBEF-SPEC.md section 1: a pre-LN ViT
 # (LayerNorm eps 1e-6) and a post-LN BERT (eps 1e-12) whose layers at or above
 # `fusion_layer` add cross-attention to all image tokens. State-dict keys are
-# the official pretraining names (spec section 6.3). Dropout is left out
+# the official names (spec sections 6.3 and 6.4). Dropout is left out
 # entirely: the reference exists for deterministic parity runs.
 import json
 import math
@@ -277,6 +278,8 @@ class BertForMaskedLM(nn.Module):
 # -------------------------------------------------------------- ALBEF ----
 
 class AlbefPretrain(nn.Module):
+    text_encoder_class = BertForMaskedLM
+
     def __init__(self, cfg):
         super().__init__()
         bc = cfg["bert_config"]
@@ -285,7 +288,7 @@ class AlbefPretrain(nn.Module):
                              % (bc["encoder_width"], cfg["vision_width"]))
         self.cfg = cfg
         self.visual_encoder = VisionTransformer(cfg)
-        self.text_encoder = BertForMaskedLM(bc)
+        self.text_encoder = self.text_encoder_class(bc)
         self.vision_proj = nn.Linear(cfg["vision_width"], cfg["embed_dim"])
         self.text_proj = nn.Linear(bc["hidden_size"], cfg["embed_dim"])
         self.itm_head = nn.Linear(bc["hidden_size"], 2)
@@ -318,6 +321,22 @@ class AlbefPretrain(nn.Module):
         """Every parameter once, under its first name (the word embeddings and
         cls.predictions.bias, not the decoder aliases)."""
         return [name for name, _ in self.named_parameters()]
+
+
+class AlbefRetrieval(AlbefPretrain):
+    """The modules of model_retrieval.ALBEF (ALBEF-SPEC.md 5.1, 6.4): the text
+    encoder is a plain BertModel, so its names have no "bert." and there is
+    no MLM head. Its forward never clamps temp."""
+    text_encoder_class = BertModel
+
+    def bert(self, ids=None, mask=None, mode="multi_modal", encoder_hidden_states=None, encoder_embeds=None):
+        return self.text_encoder(ids, mask, mode, encoder_hidden_states, encoder_embeds)
+
+    def mlm_logits(self, hidden):
+        raise TypeError("the retrieval model has no MLM head")
+
+    def clamp_temp(self):
+        raise TypeError("the retrieval model does not clamp temp")
 
 
 def init_weights(model, seed):

@@ -20,6 +20,7 @@
 # float64, the float32 run against a float64 run, and the stored AdamW and
 # momentum results against the formulas of STEP.md.
 import argparse
+import collections
 import copy
 import json
 import os
@@ -66,10 +67,10 @@ def has_momentum_copy(name):
 
 # ---------------------------------------------------------------- state ----
 
-def make_initial_state(cfg, seed, queue_ptr):
+def make_initial_state(cfg, seed, queue_ptr, model_class=albef_ref.AlbefPretrain):
     """Online model (init_weights from seed), its momentum copy (online +
     noise, drawn from seed+1), the queues (random unit columns, seed+1)."""
-    model = albef_ref.AlbefPretrain(cfg)
+    model = model_class(cfg)
     albef_ref.init_weights(model, seed)
     with torch.no_grad():
         # At std 0.02 every text gives the same [CLS] feature and every image
@@ -176,51 +177,45 @@ def momentum_update(model, teacher, m):
                 p_m.copy_(p_m * m + online[name] * (1.0 - m))
 
 
-def step_forward(model, teacher, queues, inp, alpha, choose_negatives, teacher_temp=None):
-    """The loss of one step after the temp clamp and the momentum update, in
-    model_pretrain.py's order. Reads the queues, does not write them.
-    teacher_temp (default: temp) divides the teacher similarities; the finite
-    differences hold it fixed, as autograd does. Returns (outputs, loss,
-    chosen negatives, momentum features)."""
-    dtype = model.temp.dtype
-    image = inp["image"].to(dtype)
-    ids, mask = inp["input_ids"], inp["attention_mask"]
-    B = ids.shape[0]
-    temp = model.temp
-    temp_m = temp if teacher_temp is None else teacher_temp
-
+def student_features(model, image, ids, mask):
+    """The online ViT and text passes and their unit ITC features."""
     image_embeds = model.vit(image)                                          # (B, 1+N, C)
     image_feat = model.image_feat(image_embeds)                              # (B, E)
     text_embeds = model.bert(ids, mask, mode="text")                         # (B, L, H)
     text_feat = model.text_feat(text_embeds)                                 # (B, E)
+    return image_embeds, image_feat, text_embeds, text_feat
 
-    with torch.no_grad():
-        image_embeds_m = teacher.vit(image)
-        image_feat_m = teacher.image_feat(image_embeds_m)
-        image_feat_all = torch.cat([image_feat_m.t(), queues["image_queue"].to(dtype)], dim=1)  # (E, B+Q)
-        text_feat_m = teacher.text_feat(teacher.bert(ids, mask, mode="text"))
-        text_feat_all = torch.cat([text_feat_m.t(), queues["text_queue"].to(dtype)], dim=1)    # (E, B+Q)
-        sim_i2t_m = image_feat_m @ text_feat_all / temp_m                    # (B, B+Q)
-        sim_t2i_m = text_feat_m @ image_feat_all / temp_m
-        onehot = torch.zeros_like(sim_i2t_m)
-        onehot.fill_diagonal_(1)
-        targets_i2t = alpha * F.softmax(sim_i2t_m, dim=1) + (1 - alpha) * onehot
-        targets_t2i = alpha * F.softmax(sim_t2i_m, dim=1) + (1 - alpha) * onehot
 
+@torch.no_grad()
+def teacher_features(teacher, queues, image, ids, mask):
+    """The momentum ViT and text features, and [batch | queue] for each
+    modality, with the queues as they were before this step's enqueue."""
+    dtype = image.dtype
+    image_embeds_m = teacher.vit(image)
+    image_feat_m = teacher.image_feat(image_embeds_m)
+    image_feat_all = torch.cat([image_feat_m.t(), queues["image_queue"].to(dtype)], dim=1)  # (E, B+Q)
+    text_feat_m = teacher.text_feat(teacher.bert(ids, mask, mode="text"))
+    text_feat_all = torch.cat([text_feat_m.t(), queues["text_queue"].to(dtype)], dim=1)    # (E, B+Q)
+    return image_embeds_m, image_feat_m, text_feat_m, image_feat_all, text_feat_all
+
+
+def itc_losses(image_feat, text_feat, image_feat_all, text_feat_all, temp, targets_i2t, targets_t2i):
+    """Student logits against the momentum [batch | queue] features and the
+    soft cross-entropy of each direction against its targets."""
     sim_i2t = image_feat @ text_feat_all / temp                              # (B, B+Q)
     sim_t2i = text_feat @ image_feat_all / temp
     loss_i2t = -torch.sum(F.log_softmax(sim_i2t, dim=1) * targets_i2t, dim=1).mean()
     loss_t2i = -torch.sum(F.log_softmax(sim_t2i, dim=1) * targets_t2i, dim=1).mean()
-    loss_ita = (loss_i2t + loss_t2i) / 2
-    # (The official enqueue happens here; nothing below reads the queues.)
+    return sim_i2t, sim_t2i, loss_i2t, loss_t2i, (loss_i2t + loss_t2i) / 2
 
+
+def itm_loss(model, text_embeds, mask, image_embeds, w_i2t, w_t2i, choose_negatives):
+    """The positive fusion pass, the 2B hard negatives chosen from the
+    sampling weights, and the ITM cross-entropy over the 3B rows. Returns
+    (itm_logits, loss_itm, (neg_image_idx, neg_text_idx))."""
+    B = text_embeds.shape[0]
     pos = model.bert(mask=mask, mode="fusion", encoder_hidden_states=image_embeds,
                      encoder_embeds=text_embeds)                             # (B, L, H)
-    with torch.no_grad():
-        w_i2t = F.softmax(sim_i2t[:, :B], dim=1)
-        w_t2i = F.softmax(sim_t2i[:, :B], dim=1)
-        w_i2t.fill_diagonal_(0)
-        w_t2i.fill_diagonal_(0)
     neg_image_idx, neg_text_idx = choose_negatives(w_i2t, w_t2i)
     text_embeds_all = torch.cat([text_embeds, text_embeds[neg_text_idx]], dim=0)       # (2B, L, H)
     mask_all = torch.cat([mask, mask[neg_text_idx]], dim=0)
@@ -229,7 +224,44 @@ def step_forward(model, teacher, queues, inp, alpha, choose_negatives, teacher_t
                      encoder_embeds=text_embeds_all)                         # (2B, L, H)
     itm_logits = model.itm_logits(torch.cat([pos, neg], dim=0))              # (3B, 2)
     itm_labels = torch.cat([torch.ones(B, dtype=torch.int64), torch.zeros(2 * B, dtype=torch.int64)])
-    loss_itm = F.cross_entropy(itm_logits, itm_labels)
+    return itm_logits, F.cross_entropy(itm_logits, itm_labels), (neg_image_idx, neg_text_idx)
+
+
+def step_forward(model, teacher, queues, inp, alpha, choose_negatives, teacher_temp=None):
+    """The loss of one step after the temp clamp and the momentum update, in
+    model_pretrain.py's order. Reads the queues, does not write them.
+    teacher_temp (default: temp) divides the teacher similarities; the finite
+    differences hold it fixed, as autograd does. Returns (outputs, loss,
+    chosen negatives, the arguments of enqueue after the queues)."""
+    dtype = model.temp.dtype
+    image = inp["image"].to(dtype)
+    ids, mask = inp["input_ids"], inp["attention_mask"]
+    B = ids.shape[0]
+    temp = model.temp
+    temp_m = temp if teacher_temp is None else teacher_temp
+
+    image_embeds, image_feat, text_embeds, text_feat = student_features(model, image, ids, mask)
+    image_embeds_m, image_feat_m, text_feat_m, image_feat_all, text_feat_all = teacher_features(
+        teacher, queues, image, ids, mask)
+    with torch.no_grad():
+        sim_i2t_m = image_feat_m @ text_feat_all / temp_m                    # (B, B+Q)
+        sim_t2i_m = text_feat_m @ image_feat_all / temp_m
+        onehot = torch.zeros_like(sim_i2t_m)
+        onehot.fill_diagonal_(1)
+        targets_i2t = alpha * F.softmax(sim_i2t_m, dim=1) + (1 - alpha) * onehot
+        targets_t2i = alpha * F.softmax(sim_t2i_m, dim=1) + (1 - alpha) * onehot
+
+    sim_i2t, sim_t2i, loss_i2t, loss_t2i, loss_ita = itc_losses(
+        image_feat, text_feat, image_feat_all, text_feat_all, temp, targets_i2t, targets_t2i)
+    # (The official enqueue happens here; nothing below reads the queues.)
+
+    with torch.no_grad():
+        w_i2t = F.softmax(sim_i2t[:, :B], dim=1)
+        w_t2i = F.softmax(sim_t2i[:, :B], dim=1)
+        w_i2t.fill_diagonal_(0)
+        w_t2i.fill_diagonal_(0)
+    itm_logits, loss_itm, negatives = itm_loss(model, text_embeds, mask, image_embeds, w_i2t, w_t2i,
+                                               choose_negatives)
 
     mlm_ids, labels = inp["mlm_input_ids"], inp["mlm_labels"]
     with torch.no_grad():
@@ -257,26 +289,39 @@ def step_forward(model, teacher, queues, inp, alpha, choose_negatives, teacher_t
         "loss_mlm_ce": loss_mlm_ce, "loss_mlm_distill": loss_mlm_distill, "loss_mlm": loss_mlm,
         "loss": loss,
     }
-    return out, loss, (neg_image_idx, neg_text_idx), (image_feat_m, text_feat_m)
+    return out, loss, negatives, (image_feat_m, text_feat_m)
 
 
-def enqueue(queues, image_feat_m, text_feat_m):
-    """_dequeue_and_enqueue with one process: columns [ptr, ptr+B) <- features,
+def enqueue(queues, image_feat_m, text_feat_m, idx=None):
+    """_dequeue_and_enqueue with one process: columns [ptr, ptr+B) <- features
+    (and, for retrieval, idx_queue's entries <- the image indices),
     ptr <- (ptr + B) mod Q."""
     B, Q = image_feat_m.shape[0], queues["image_queue"].shape[1]
     ptr = int(queues["queue_ptr"][0])
+    if idx is not None:
+        queues["idx_queue"][0, ptr:ptr + B] = idx
     queues["image_queue"][:, ptr:ptr + B] = image_feat_m.t().to(queues["image_queue"].dtype)
     queues["text_queue"][:, ptr:ptr + B] = text_feat_m.t().to(queues["text_queue"].dtype)
     queues["queue_ptr"][0] = (ptr + B) % Q
 
 
-def train_step(model, teacher, queues, optimizer, inp, alpha, lr, momentum, choose_negatives):
+# What the objectives of the step goldens differ in: the initial state
+# (model class, queues) from (cfg, args), the loss of one step (step_forward's
+# signature), whether temp is clamped before the step, and the parameters whose
+# gradients the finite differences check (from cfg).
+Objective = collections.namedtuple("Objective", "initial_state forward clamps_temp checked_parameters")
+PRETRAIN = Objective(initial_state=lambda cfg, args: make_initial_state(cfg, args.seed, args.queue_ptr),
+                     forward=step_forward, clamps_temp=True, checked_parameters=checked_parameters)
+
+
+def train_step(model, teacher, queues, optimizer, inp, alpha, lr, momentum, choose_negatives, objective=PRETRAIN):
     """One full step. Returns (outputs, negatives); outputs hold the step's
     values, the gradients and the state after the step."""
-    model.clamp_temp()
+    if objective.clamps_temp:
+        model.clamp_temp()
     momentum_update(model, teacher, momentum)
     model.zero_grad(set_to_none=True)
-    out, loss, negatives, feats_m = step_forward(model, teacher, queues, inp, alpha, choose_negatives)
+    out, loss, negatives, feats_m = objective.forward(model, teacher, queues, inp, alpha, choose_negatives)
     loss.backward()
     enqueue(queues, *feats_m)
     result = {k: v.detach().clone() for k, v in out.items()}
@@ -298,13 +343,13 @@ def train_step(model, teacher, queues, optimizer, inp, alpha, lr, momentum, choo
     return result, negatives
 
 
-def run_steps(model, teacher, queues, step_inputs, momentum, choose_negatives_per_step):
+def run_steps(model, teacher, queues, step_inputs, momentum, choose_negatives_per_step, objective=PRETRAIN):
     """Runs the steps in order with a fresh AdamW; returns one result per step."""
     optimizer = make_optimizer(model, step_inputs[0]["lr"])
     results, negatives = [], []
     for k, inp in enumerate(step_inputs):
         r, neg = train_step(model, teacher, queues, optimizer, inp, inp["alpha"], inp["lr"], momentum,
-                            choose_negatives_per_step(k, inp))
+                            choose_negatives_per_step(k, inp), objective)
         results.append(r)
         negatives.append(neg)
     return results, negatives
@@ -341,13 +386,13 @@ def to_double(model, teacher, queues):
     return m64, t64, q64
 
 
-def check_finite_differences(model, teacher, queues, inp, alpha, label, step=1e-4):
+def check_finite_differences(model, teacher, queues, inp, alpha, label, objective, step=1e-4):
     """Autograd against a 4-point central difference of the float64 loss at
     two elements of each checked parameter, with the step's state already
     clamped and momentum-updated (the teacher is a constant of the loss)."""
     model.zero_grad(set_to_none=True)
     fixed = given_negatives(inp)
-    _, loss, _, _ = step_forward(model, teacher, queues, inp, alpha, fixed)
+    _, loss, _, _ = objective.forward(model, teacher, queues, inp, alpha, fixed)
     loss.backward()
     params = dict(model.named_parameters())
     g = torch.Generator().manual_seed(4321)
@@ -355,11 +400,11 @@ def check_finite_differences(model, teacher, queues, inp, alpha, label, step=1e-
 
     def loss_at():
         with torch.no_grad():
-            return float(step_forward(model, teacher, queues, inp, alpha, fixed, temp_m)[1])
+            return float(objective.forward(model, teacher, queues, inp, alpha, fixed, temp_m)[1])
 
     print("%s: finite differences (float64, 4-point stencil, step %g):" % (label, step))
     worst = 0.0
-    for name in checked_parameters(model.cfg):
+    for name in objective.checked_parameters(model.cfg):
         p = params[name]
         grad = p.grad.detach().clone()
         flat_indices = [int(grad.abs().argmax()), int(torch.randint(0, p.numel(), (1,), generator=g))]
@@ -380,7 +425,7 @@ def check_finite_differences(model, teacher, queues, inp, alpha, label, step=1e-
     return worst
 
 
-def check_update_formulas(model0, teacher0, results, step_inputs, momentum):
+def check_update_formulas(model0, teacher0, results, step_inputs, momentum, clamps_temp):
     """The stored float32 parameters, moments and momentum parameters after
     each step, recomputed from the stored gradients with the formulas that
     STEP.md gives (float32 tensors, scalars as torch forms them)."""
@@ -394,7 +439,8 @@ def check_update_formulas(model0, teacher0, results, step_inputs, momentum):
     worst = 0.0
     for k, (r, inp) in enumerate(zip(results, step_inputs)):
         lr, t = inp["lr"], k + 1
-        param["temp"] = param["temp"].clamp(0.001, 0.5)
+        if clamps_temp:
+            param["temp"] = param["temp"].clamp(0.001, 0.5)
         for n in param_m:
             param_m[n] = param_m[n] * momentum + param[n] * (1.0 - momentum)
         for n in names:
@@ -416,14 +462,14 @@ def check_update_formulas(model0, teacher0, results, step_inputs, momentum):
     return worst
 
 
-def check_against_float64(model0, teacher0, queues0, step_inputs, results32, momentum):
+def check_against_float64(model0, teacher0, queues0, step_inputs, results32, momentum, objective):
     """Reruns the steps in float64 and prints how far the float32 results are.
     Elements whose gradient is 0 in exact arithmetic (the attention key
     biases: softmax ignores a per-row constant) get float32 noise as their
     gradient, which AdamW scales up to an update of about lr; they are
     reported apart, by absolute difference."""
     m64, t64, q64 = to_double(model0, teacher0, queues0)
-    results64, _ = run_steps(m64, t64, q64, step_inputs, momentum, lambda k, inp: given_negatives(inp))
+    results64, _ = run_steps(m64, t64, q64, step_inputs, momentum, lambda k, inp: given_negatives(inp), objective)
     print("float32 run vs float64 run, max |a-b| / max |b| per tensor, exact-zero-gradient elements "
           "left out (worst 6 of each step):")
     zero_grad = {}
@@ -460,11 +506,11 @@ def check_against_float64(model0, teacher0, queues0, step_inputs, results32, mom
     return results64
 
 
-def self_check(cfg, args, step_inputs, results32):
-    model0, teacher0, queues0 = make_initial_state(cfg, args.seed, args.queue_ptr)
+def self_check(cfg, args, step_inputs, results32, objective=PRETRAIN):
+    model0, teacher0, queues0 = objective.initial_state(cfg, args)
     momentum = cfg["momentum"]
-    worst_formula = check_update_formulas(model0, teacher0, results32, step_inputs, momentum)
-    check_against_float64(model0, teacher0, queues0, step_inputs, results32, momentum)
+    worst_formula = check_update_formulas(model0, teacher0, results32, step_inputs, momentum, objective.clamps_temp)
+    check_against_float64(model0, teacher0, queues0, step_inputs, results32, momentum, objective)
 
     # Finite differences at each step's state: rerun the float64 steps,
     # checking each step's loss before taking it.
@@ -472,12 +518,13 @@ def self_check(cfg, args, step_inputs, results32):
     optimizer = make_optimizer(m64, step_inputs[0]["lr"])
     worst_fd = 0.0
     for k, inp in enumerate(step_inputs):
-        m64.clamp_temp()
+        if objective.clamps_temp:
+            m64.clamp_temp()
         momentum_update(m64, t64, momentum)
-        worst_fd = max(worst_fd, check_finite_differences(m64, t64, q64, inp, inp["alpha"], "step%d" % k))
+        worst_fd = max(worst_fd, check_finite_differences(m64, t64, q64, inp, inp["alpha"], "step%d" % k, objective))
         # The rest of train_step, from the state just checked.
         m64.zero_grad(set_to_none=True)
-        _, loss, _, feats_m = step_forward(m64, t64, q64, inp, inp["alpha"], given_negatives(inp))
+        _, loss, _, feats_m = objective.forward(m64, t64, q64, inp, inp["alpha"], given_negatives(inp))
         loss.backward()
         enqueue(q64, *feats_m)
         for group in optimizer.param_groups:
