@@ -2,7 +2,8 @@
  * second rank that sees the same batch: gradients are averaged (so the
  * update equals one process's) and every rank's momentum features go into
  * the queue in rank order (ALBEF's concat_all_gather), the pointer moving
- * by world x batch. */
+ * by world x batch. Also the step's choice of ITM negatives: uniform over
+ * the other samples on request, else the in-batch softmax. */
 #include "albef.h"
 #include "io/safetensors.h"
 #include "testutil.h"
@@ -37,28 +38,45 @@ static int twin_broadcast(comm *c, backend *be, float *data, size_t n)
 
 static const struct comm_ops twin_ops = {twin_all_gather, twin_all_reduce_sum, twin_broadcast};
 
-static void test_two_ranks_same_batch(void **state)
-{
-    (void)state;
+/* The first step's batch of the pre-training golden. */
+typedef struct {
     albef_config cfg;
-    assert_ok(config_load(DIR "config.json", &cfg));
-    cfg.queue_size = 12; /* a multiple of world x batch = 2 x 3 */
+    int B, L;
+    float *image;
+    int32_t ids[64], mask[64];
+} golden_batch;
+
+static void load_batch(golden_batch *g)
+{
+    assert_ok(config_load(DIR "config.json", &g->cfg));
     safetensors_file *in;
     assert_ok(safetensors_open(DIR "inputs.safetensors", &in));
     const safetensors_tensor *ids_t = safetensors_find(in, "step0.input_ids");
-    int B = (int)ids_t->shape[0], L = (int)ids_t->shape[1];
-    size_t px = (size_t)B * 3 * cfg.image_res * cfg.image_res;
-    float *image = malloc(sizeof(float) * px);
+    g->B = (int)ids_t->shape[0], g->L = (int)ids_t->shape[1];
+    assert_true(g->B * g->L <= 64);
+    size_t px = (size_t)g->B * 3 * g->cfg.image_res * g->cfg.image_res;
+    g->image = malloc(sizeof(float) * px);
     int64_t tmp[64];
-    int32_t ids[64], mask[64];
-    assert_ok(safetensors_read_f32(in, "step0.image", image, px));
-    assert_ok(safetensors_read_raw(in, "step0.input_ids", DTYPE_I64, tmp, (size_t)(B * L)));
-    for (int i = 0; i < B * L; i++)
-        ids[i] = (int32_t)tmp[i];
-    assert_ok(safetensors_read_raw(in, "step0.attention_mask", DTYPE_I64, tmp, (size_t)(B * L)));
-    for (int i = 0; i < B * L; i++)
-        mask[i] = (int32_t)tmp[i];
+    assert_ok(safetensors_read_f32(in, "step0.image", g->image, px));
+    assert_ok(safetensors_read_raw(in, "step0.input_ids", DTYPE_I64, tmp, (size_t)(g->B * g->L)));
+    for (int i = 0; i < g->B * g->L; i++)
+        g->ids[i] = (int32_t)tmp[i];
+    assert_ok(safetensors_read_raw(in, "step0.attention_mask", DTYPE_I64, tmp, (size_t)(g->B * g->L)));
+    for (int i = 0; i < g->B * g->L; i++)
+        g->mask[i] = (int32_t)tmp[i];
     safetensors_close(in);
+}
+
+static void test_two_ranks_same_batch(void **state)
+{
+    (void)state;
+    golden_batch g;
+    load_batch(&g);
+    albef_config cfg = g.cfg;
+    cfg.queue_size = 12; /* a multiple of world x batch = 2 x 3 */
+    int B = g.B, L = g.L;
+    float *image = g.image;
+    int32_t *ids = g.ids, *mask = g.mask;
 
     comm twin = {&twin_ops, 0, 2, NULL};
     pretrainer one, two;
@@ -96,11 +114,53 @@ static void test_two_ranks_same_batch(void **state)
     free(image);
 }
 
+/* --random-negatives-steps: ITM negatives drawn uniformly from the other
+ * samples; otherwise from the in-batch softmax (diagonal zeroed). */
+static void test_random_negatives(void **state)
+{
+    (void)state;
+    golden_batch g;
+    load_batch(&g);
+    int B = g.B;
+    pretrainer t;
+    pretrain_options opt = pretrain_options_default(B);
+    opt.max_len = g.L;
+    opt.hidden_dropout = opt.attention_dropout = 0;
+    assert_ok(pretrainer_init(&t, &g.cfg, backend_cpu(), &opt, 2, 4));
+    albef_model_init_weights(&t.online, 3);
+    pretrainer_sync_momentum(&t);
+    pretrain_batch b = {.images = g.image, .ids = g.ids, .mask = g.mask, .len = g.L, .alpha = 0.4f,
+                        .random_negatives = 1};
+    pretrain_stats s;
+    const float *w[2];
+    assert_ok(pretrainer_step(&t, &b, 1e-4f, &s));
+    pretrainer_last_itm_weights(&t, &w[0], &w[1]);
+    for (int d = 0; d < 2; d++)
+        for (int i = 0; i < B; i++)
+            for (int j = 0; j < B; j++)
+                assert_float_equal(w[d][i * B + j], i == j ? 0.0f : 1.0f, 0);
+    b.random_negatives = 0;
+    assert_ok(pretrainer_step(&t, &b, 1e-4f, &s));
+    pretrainer_last_itm_weights(&t, &w[0], &w[1]);
+    for (int d = 0; d < 2; d++)
+        for (int i = 0; i < B; i++) {
+            double sum = 0;
+            for (int j = 0; j < B; j++) {
+                assert_true(i == j ? w[d][i * B + j] == 0.0f : w[d][i * B + j] > 0.0f);
+                sum += w[d][i * B + j];
+            }
+            assert_true(sum < 1.0); /* a softmax less its diagonal */
+        }
+    pretrainer_free(&t);
+    free(g.image);
+}
+
 int main(void)
 {
     albef_log_set_level(ALBEF_LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_ranks_same_batch),
+        cmocka_unit_test(test_random_negatives),
     };
     return cmocka_run_group_tests_name("pretrain_dist", tests, NULL, NULL);
 }

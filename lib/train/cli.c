@@ -17,7 +17,7 @@ enum {
     O_IMAGE_ROOT = TRAIN_CLI_FIRST, O_VOCAB, O_INIT, O_RESUME, O_EPOCHS, O_STEPS, O_ACCUM, O_LR, O_MIN_LR,
     O_WARMUP_LR, O_WARMUP_EPOCHS, O_SCHEDULE, O_WARMUP_STEPS, O_WD, O_ALPHA, O_NO_ALPHA_WARMUP, O_MOMENTUM,
     O_DROPOUT, O_NO_TEACHER_DROPOUT, O_MAX_TOKENS, O_MAX_WORDS, O_CROP_SCALE, O_NO_AUGMENT, O_NO_CROP, O_NO_FLIP,
-    O_QUEUE_FROM, O_ITC_ONLY_STEPS, O_IMAGE_RES, O_SEED, O_WORKERS, O_DEVICE, O_SAVE_EVERY, O_KEEP, O_LOG,
+    O_QUEUE_FROM, O_ITC_ONLY_STEPS, O_RANDOM_NEGATIVES_STEPS, O_IMAGE_RES, O_SEED, O_WORKERS, O_DEVICE, O_SAVE_EVERY, O_KEEP, O_LOG,
 };
 
 const struct option train_cli_longs[] = {
@@ -51,6 +51,7 @@ const struct option train_cli_longs[] = {
     {"no-flip", no_argument, 0, O_NO_FLIP},
     {"queue-from", required_argument, 0, O_QUEUE_FROM},
     {"itc-only-steps", required_argument, 0, O_ITC_ONLY_STEPS},
+    {"random-negatives-steps", required_argument, 0, O_RANDOM_NEGATIVES_STEPS},
     {"image-res", required_argument, 0, O_IMAGE_RES},
     {"seed", required_argument, 0, O_SEED},
     {"workers", required_argument, 0, O_WORKERS},
@@ -133,6 +134,9 @@ int train_cli_option(train_cli *o, int code, const char *arg, char *err, size_t 
     case O_KEEP: INT(keep, 1, 100000, "--keep"); break;
     case O_QUEUE_FROM: INT(queue_from, 0, 1000000000000, "--queue-from"); break;
     case O_ITC_ONLY_STEPS: INT(itc_only_steps, 0, 1000000000000, "--itc-only-steps"); break;
+    case O_RANDOM_NEGATIVES_STEPS:
+        INT(random_negatives_steps, 0, 1000000000000, "--random-negatives-steps");
+        break;
     case O_IMAGE_RES: INT(image_res, 16, 4096, "--image-res"); break;
     case O_SEED:
         if (parse_int64_arg(arg, 0, INT64_MAX, &v))
@@ -212,6 +216,9 @@ void train_cli_usage(FILE *f, const train_cli *o)
             "      --no-augment         no RandomAugment\n"
             "      --queue-from N       contrast against the batch alone before step N (default 0)\n"
             "      --itc-only-steps N   the first N steps train ITC alone (default 0)\n"
+            "      --random-negatives-steps N\n"
+            "                           the first N steps draw ITM negatives uniformly from\n"
+            "                           the batch's other images (default 0: ITC's hard ones)\n"
             "      --max-tokens N       text length with [CLS] (default %d)\n"
             "      --max-words N        pre_caption words (default %d)\n"
             "      --seed S             random seed (default %llu)\n"
@@ -345,7 +352,8 @@ int train_session_run(train_session *s, const train_cli *o,
     train_run_options ro = {
         .out_dir = o->out, .keep = o->keep, .save_every = o->save_every, .epochs = o->epochs, .steps = o->steps,
         .accum = o->accum, .alpha = s->cfg.alpha, .alpha_warmup = o->alpha_warmup, .queue_from = o->queue_from,
-        .itc_only_steps = o->itc_only_steps, .log = s->log, .progress = !o->quiet && isatty(STDERR_FILENO),
+        .itc_only_steps = o->itc_only_steps, .random_negatives_steps = o->random_negatives_steps,
+        .log = s->log, .progress = !o->quiet && isatty(STDERR_FILENO),
         .stop = &stop_signal, .end_of_epoch = end_of_epoch, .user = user,
         .sched = {.kind = o->schedule, .lr = o->lr, .min_lr = o->min_lr, .warmup_lr = o->warmup_lr,
                   .warmup_epochs = o->warmup_epochs, .epochs = o->epochs, .warmup_steps = o->warmup_steps},

@@ -23,7 +23,7 @@ typedef struct {
     const char *image_root, *vocab, *config, *out, *init, *resume, *log_path, *device;
     int epochs, batch, accum, workers, max_tokens, max_words, keep, quiet, alpha_warmup, teacher_dropout;
     int augment, crop, flip, image_res, warmup_epochs;
-    int64_t steps, save_every, warmup_steps, queue_from, itc_only_steps;
+    int64_t steps, save_every, warmup_steps, queue_from, itc_only_steps, random_negatives_steps;
     double crop_min, lr, min_lr, warmup_lr, weight_decay, alpha, dropout, momentum;
     enum lr_schedule_kind schedule;
     uint64_t seed;

@@ -157,8 +157,9 @@ static int32_t draw_index(rng_state *r, const float *w, int n, int exclude)
 
 /* softmax over each row of the student's in-batch logits, diagonal zeroed
  * afterwards (not renormalised: multinomial does not need it); with idx
- * (retrieval), every pair of the same image is zeroed */
-static void sampling_weights(const float *logits, int B, const int64_t *idx, float *w)
+ * (retrieval), every pair of the same image is zeroed; uniform: 1 for every
+ * other image instead of the softmax */
+static void sampling_weights(const float *logits, int B, const int64_t *idx, int uniform, float *w)
 {
     for (int i = 0; i < B; i++) {
         const float *x = logits + (size_t)i * B;
@@ -170,7 +171,7 @@ static void sampling_weights(const float *logits, int B, const int64_t *idx, flo
             s += exp((double)x[j] - mx);
         for (int j = 0; j < B; j++) {
             int same = idx ? idx[i] == idx[j] : i == j;
-            w[(size_t)i * B + j] = same ? 0.0f : (float)(exp((double)x[j] - mx) / s);
+            w[(size_t)i * B + j] = same ? 0.0f : uniform ? 1.0f : (float)(exp((double)x[j] - mx) / s);
         }
     }
 }
@@ -309,10 +310,10 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
         const pretrain_choices *ch = b->choices;
         float *host = malloc(sizeof(float) * (size_t)(B * B));
         be->ops->download(be, host, u->sim_sample.data, sizeof(float) * (size_t)(B * B));
-        sampling_weights(host, (int)B, retrieval ? u->idx : NULL, u->w_i2t);
+        sampling_weights(host, (int)B, retrieval ? u->idx : NULL, b->random_negatives, u->w_i2t);
         op_copy_rows(be, u->sim_sample, B, u->sim_t2i, NC, B, B, 0);
         be->ops->download(be, host, u->sim_sample.data, sizeof(float) * (size_t)(B * B));
-        sampling_weights(host, (int)B, retrieval ? u->idx : NULL, u->w_t2i);
+        sampling_weights(host, (int)B, retrieval ? u->idx : NULL, b->random_negatives, u->w_t2i);
         free(host);
         for (int64_t i = 0; i < B; i++) {
             int32_t neg_img = ch && ch->neg_image_idx ? ch->neg_image_idx[i]

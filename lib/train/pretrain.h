@@ -64,8 +64,10 @@ typedef struct {
     const int64_t *idx;    /* (B) image index of each sample (retrieval: captions of one image share it) */
     /* Training from random weights needs a gentler start (ALBEF itself
      * starts from BERT and DeiT): while no_queue is set, ITC contrasts the
-     * batch alone (the queue keeps filling); itc_only leaves ITM and MLM out. */
-    int no_queue, itc_only;
+     * batch alone (the queue keeps filling); itc_only leaves ITM and MLM out;
+     * random_negatives draws ITM negatives uniformly from the other images
+     * of the batch instead of from the ITC softmax. */
+    int no_queue, itc_only, random_negatives;
 } pretrain_batch;
 
 typedef struct {

@@ -141,7 +141,8 @@ int train_run(pretrainer *t, loader *ld, const train_run_options *o, train_posit
             float alpha = (float)alpha_at(o->alpha, o->alpha_warmup, epoch, i, per_epoch);
             pretrain_batch pb = {.images = b->images, .ids = b->ids, .mask = b->mask, .len = b->len,
                                  .alpha = alpha, .idx = b->idx, .no_queue = pos->step < o->queue_from,
-                                 .itc_only = pos->step < o->itc_only_steps};
+                                 .itc_only = pos->step < o->itc_only_steps,
+                                 .random_negatives = pos->step < o->random_negatives_steps};
             rc = pretrainer_accumulate(t, &pb, 1.0f / (float)o->accum, &st);
             loader_release(ld, b);
             images += t->opt.batch;

@@ -30,6 +30,7 @@ typedef struct {
     int alpha_warmup;      /* ramp alpha over epoch 0 */
     int64_t queue_from;    /* ITC against the batch alone before this step */
     int64_t itc_only_steps;
+    int64_t random_negatives_steps; /* ITM negatives drawn uniformly before this step */
     FILE *log;             /* JSON lines; NULL: none */
     int progress;          /* a progress line on stderr */
     volatile sig_atomic_t *stop; /* set by a signal handler: save and return */
