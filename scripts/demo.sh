@@ -4,14 +4,16 @@
 # 1. writes the synthetic shapes data set into demo/data,
 # 2. pre-trains the tiny model on it from random weights (about 5 minutes
 #    on 2 cores), logging to demo/run/log.jsonl,
-# 3. evaluates zero-shot image-text retrieval on the held-out test images.
+# 3. evaluates zero-shot image-text retrieval on the held-out test images,
+# 4. fine-tunes the model for retrieval (albef-finetune-retrieval) and
+#    evaluates it the same way.
 set -eu
 
 build=${1:-build}
 out=demo/data
 run=demo/run
 bin="$build/bin"
-for p in albef-synth albef-pretrain albef-retrieve; do
+for p in albef-synth albef-pretrain albef-finetune-retrieval albef-retrieve; do
     [ -x "$bin/$p" ] || { echo "demo: $bin/$p not found; run 'make' first" >&2; exit 1; }
 done
 
@@ -59,22 +61,48 @@ if command -v gnuplot >/dev/null; then
 fi
 echo
 
+# Recall@1/5/10 both ways of a checkpoint on the test set: ITC cosine alone,
+# then its top 16 re-ranked by ITM. Prints two table rows.
+evaluate() { # CHECKPOINT LABEL
+    for how in itc itm; do
+        if [ $how = itc ]; then opt=--itc-only name="$2, ITC"; else opt="--k 16" name="$2, ITC + ITM"; fi
+        json=$("$bin/albef-retrieve" eval --model "$1" --test "$out/retrieval_test.json" \
+            --image-root "$out/images" $opt --quiet)
+        printf '  %-28s %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f\n' "$name" "$(field "$json" txt_r1)" \
+            "$(field "$json" txt_r5)" "$(field "$json" txt_r10)" "$(field "$json" img_r1)" "$(field "$json" img_r5)" \
+            "$(field "$json" img_r10)"
+    done
+}
+header() {
+    printf '  %-28s %8s %8s %8s %8s %8s %8s\n' "" "img->txt" "R@5" "R@10" "txt->img" "R@5" "R@10"
+    printf '  %-28s %8s %8s %8s %8s %8s %8s\n' "" "R@1" "" "" "R@1" "" ""
+    printf '  %-28s %8s %8s %8s %8s %8s %8s\n' "chance" 1.0 5.0 10.0 1.0 5.0 10.0
+}
+
 echo "== 3. Zero-shot retrieval on the 100 held-out test images (500 captions)"
 ckpt=$(ls "$run"/checkpoint_*.safetensors | tail -1)
-itc=$("$bin/albef-retrieve" eval --model "$ckpt" --test "$out/retrieval_test.json" --image-root "$out/images" \
-    --itc-only --quiet)
-itm=$("$bin/albef-retrieve" eval --model "$ckpt" --test "$out/retrieval_test.json" --image-root "$out/images" \
-    --k 16 --quiet)
-printf '  %-28s %8s %8s %8s %8s %8s %8s\n' "" "img->txt" "R@5" "R@10" "txt->img" "R@5" "R@10"
-printf '  %-28s %8s %8s %8s %8s %8s %8s\n' "" "R@1" "" "" "R@1" "" ""
-printf '  %-28s %8s %8s %8s %8s %8s %8s\n' "chance" 1.0 5.0 10.0 1.0 5.0 10.0
-for row in "ITC cosine:$itc" "ITC top 16, ITM re-ranked:$itm"; do
-    name=${row%%:*}
-    json=${row#*:}
-    printf '  %-28s %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f\n' "$name" "$(field "$json" txt_r1)" \
-        "$(field "$json" txt_r5)" "$(field "$json" txt_r10)" "$(field "$json" img_r1)" "$(field "$json" img_r5)" \
-        "$(field "$json" img_r10)"
-done
+header
+evaluate "$ckpt" "zero-shot"
+echo
+
+echo "== 4. Fine-tuning for retrieval"
+# Retrieval.py's objective on the 3,000 training images (5 captions each),
+# two epochs at 64 px; ITM sees random negatives in the first epoch, the
+# ITC-mined hard ones in the second. Validation after each epoch keeps the
+# best checkpoint.
+ft=demo/finetune
+rm -rf "$ft"
+start=$(date +%s)
+"$bin/albef-finetune-retrieval" --init "$ckpt" --train "$out/retrieval_train.json" \
+    --val "$out/retrieval_val.json" --image-root "$out/images" --vocab "$out/vocab.txt" --out "$ft" \
+    --image-res 64 --epochs 2 --batch 32 --lr 3e-4 --min-lr 1e-5 --warmup-lr 1e-5 --random-negatives-steps 468 \
+    --dropout 0 --no-augment --k 16 --workers 2 --log "$ft/log.jsonl"
+echo "fine-tuned in $(( $(date +%s) - start )) s; best validation epoch: $ft/checkpoint_best.safetensors"
+echo
+echo "== Retrieval on the test images, before and after fine-tuning"
+header
+evaluate "$ckpt" "zero-shot"
+evaluate "$ft/checkpoint_best.safetensors" "fine-tuned"
 echo
 echo "Many test captions are generic (\"two shapes\", \"three squares\"), so no model reaches 100."
-echo "ITM needs far longer training from random weights than this demo gives it."
+echo "At this size ITM stays near its prior on hard negatives, so re-ranking does not help here."
