@@ -4,17 +4,19 @@
  *               ITM with hard negatives, MLM, momentum update, AdamW), 256 px,
  *               L = 25, batch 64 (--batch), and, with --max-batch, the largest
  *               power-of-two batch that fits: samples/s, TFLOP/s, MFU, device
- *               memory in use;
+ *               memory in use; with --tf32 the batch-64 step again with the
+ *               matrix products on TF32 tensor cores (not the parity mode);
  *   vit384      ViT-B/16 forward at 384 px, batch 64 (images/s);
  *   itm384      fusion encoder + ITM head, L = 30 against 577 image tokens,
  *               128 pairs (pairs/s), as retrieval re-ranking runs it.
  * FLOPs are counted as the ops are called (a back end that wraps the CUDA one
  * and adds 2 M N K per matrix product, 4 B H Tq Tk D per attention forward
  * and twice that backward); everything else is left out. MFU is against the
- * card's dense fp32 peak (CUDA cores), the rate fp32 parity mode can reach;
- * --peak-tflops overrides the figure taken from the device name.
+ * card's dense fp32 peak (CUDA cores), the rate fp32 parity mode can reach,
+ * and for the TF32 row against the dense TF32 tensor-core peak; the figures
+ * come from the device name (--peak-tflops overrides the fp32 one).
  *
- *   bench_cuda [--quick] [--batch N] [--max-batch] [--steps N] [--peak-tflops X]
+ *   bench_cuda [--quick] [--batch N] [--max-batch] [--tf32] [--steps N] [--peak-tflops X]
  *
  * Without a CUDA device (or in a build without CUDA) it says so and exits 0. */
 #include "core/device.h"
@@ -127,10 +129,11 @@ typedef struct {
     double flops;   /* per pass */
     double mem_gib; /* device memory in use after the runs */
     const char *unit;
+    int tf32;
     int ok;
 } row;
 
-static double peak_tflops; /* dense fp32 */
+static double peak_tflops, peak_tf32; /* dense fp32 (CUDA cores), dense TF32 (tensor cores) */
 
 static double memory_in_use_gib(backend *be)
 {
@@ -175,15 +178,19 @@ static void fill_normal_host(float *x, size_t n, uint64_t seed)
 
 /* Pre-training steps at batch B: 2 warm-up steps (the first counted), then
  * `steps` timed ones. */
-static int bench_pretrain(backend *gpu, int B, int steps, row *r)
+static int bench_pretrain(backend *gpu, int B, int steps, int tf32, row *r)
 {
     albef_config cfg;
     int rc = config_preset("albef-base", &cfg);
     if (rc)
         return rc;
     int L = 25;
-    snprintf(r->name, sizeof r->name, "pretrain 256px");
-    r->batch = B, r->unit = "samples/s";
+    snprintf(r->name, sizeof r->name, tf32 ? "pretrain 256px tf32" : "pretrain 256px");
+    r->batch = B, r->unit = "samples/s", r->tf32 = tf32;
+#ifdef ALBEF_HAVE_CUDA
+    if (cuda_backend_set_tf32(gpu, tf32))
+        return albef_error(ALBEF_ERR_UNSUPPORTED, "cannot set the TF32 math mode");
+#endif
     backend counted = counting_backend(gpu);
     pretrain_options opt = pretrain_options_default(B);
     opt.max_len = L;
@@ -192,6 +199,9 @@ static int bench_pretrain(backend *gpu, int B, int steps, row *r)
     rc = pretrainer_init(&t, &cfg, &counted, &opt, CLS_ID, MASK_ID);
     if (rc) {
         pretrainer_free(&t);
+#ifdef ALBEF_HAVE_CUDA
+        cuda_backend_set_tf32(gpu, 0);
+#endif
         return albef_error_context(rc, "pretrain batch %d: ", B);
     }
     albef_model_init_weights(&t.online, 1);
@@ -233,6 +243,9 @@ static int bench_pretrain(backend *gpu, int B, int steps, row *r)
 done:
     free(images), free(ids), free(mask);
     pretrainer_free(&t);
+#ifdef ALBEF_HAVE_CUDA
+    cuda_backend_set_tf32(gpu, 0);
+#endif
     return rc;
 }
 
@@ -359,27 +372,29 @@ static int bench_inference(backend *gpu, int itm, int B, int iters, row *r)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: bench_cuda [--quick] [--batch N] [--max-batch] [--steps N] [--peak-tflops X]\n");
+    fprintf(f, "usage: bench_cuda [--quick] [--batch N] [--max-batch] [--tf32] [--steps N] [--peak-tflops X]\n");
 }
 
-/* Dense fp32 (CUDA core) peaks, TFLOP/s, by device name. */
-static double fp32_peak(const char *desc)
+/* Dense fp32 (CUDA core) and TF32 (tensor core) peaks, TFLOP/s, by device
+ * name (NVIDIA's data sheets, SXM boards unless named). */
+static double card_peak(const char *desc, int tf32)
 {
     if (strstr(desc, "H100 PCIe"))
-        return 51.2;
-    if (strstr(desc, "H100") || strstr(desc, "H200") || strstr(desc, "H800") || strstr(desc, "GH200"))
-        return 66.9;
+        return tf32 ? 378.0 : 51.2;
+    if (strstr(desc, "H100") || strstr(desc, "H200") || strstr(desc, "H800"))
+        return tf32 ? 494.7 : 66.9;
     if (strstr(desc, "A100"))
-        return 19.5;
+        return tf32 ? 156.0 : 19.5;
     return 0;
 }
 
 int main(int argc, char **argv)
 {
-    int quick = 0, batch = 64, max_batch = 0, steps = 0;
+    int quick = 0, batch = 64, max_batch = 0, tf32 = 0, steps = 0;
     static const struct option longopts[] = {
         {"quick", no_argument, 0, 'q'},         {"batch", required_argument, 0, 'b'},
-        {"max-batch", no_argument, 0, 'm'},     {"steps", required_argument, 0, 's'},
+        {"max-batch", no_argument, 0, 'm'},     {"tf32", no_argument, 0, 't'},
+        {"steps", required_argument, 0, 's'},
         {"peak-tflops", required_argument, 0, 'p'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -389,6 +404,7 @@ int main(int argc, char **argv)
         case 'q': quick = 1; break;
         case 'b': batch = atoi(optarg); break;
         case 'm': max_batch = 1; break;
+        case 't': tf32 = 1; break;
         case 's': steps = atoi(optarg); break;
         case 'p': peak_tflops = atof(optarg); break;
         case 'h': usage(stdout); return 0;
@@ -407,20 +423,21 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!peak_tflops)
-        peak_tflops = fp32_peak(desc);
+        peak_tflops = card_peak(desc, 0);
+    peak_tf32 = card_peak(desc, 1);
     if (!steps)
         steps = quick ? 3 : 10;
     int iters = quick ? 5 : 20;
     fprintf(stderr, "bench_cuda: %s\n", desc);
 
-    row rows[4];
+    row rows[5];
     int n = 0, rc = ALBEF_OK;
     memset(rows, 0, sizeof rows);
-    int batches[2] = {batch, max_batch ? largest_batch(gpu) : 0};
-    for (int k = 0; k < 2; k++) {
+    int batches[3] = {batch, max_batch ? largest_batch(gpu) : 0, tf32 ? batch : 0};
+    for (int k = 0; k < 3; k++) {
         if (!batches[k] || (k == 1 && batches[1] == batches[0]))
             continue;
-        int r = bench_pretrain(gpu, batches[k], steps, &rows[n++]);
+        int r = bench_pretrain(gpu, batches[k], steps, k == 2, &rows[n++]);
         if (r) {
             fprintf(stderr, "bench_cuda: %s\n", albef_errmsg());
             rc = r;
@@ -431,20 +448,20 @@ int main(int argc, char **argv)
         rc = 1;
     }
 
-    printf("CUDA back end, fp32 parity mode (TF32 off), albef-base, %s\n", desc);
-    printf("MFU against the dense fp32 peak of %.1f TFLOP/s%s\n", peak_tflops,
-           peak_tflops ? "" : " (unknown card: pass --peak-tflops)");
-    printf("%-16s %6s %12s %-10s %9s %9s %8s %9s\n", "row", "batch", "rate", "", "ms/pass", "TFLOP/s", "MFU",
+    printf("CUDA back end, fp32 parity mode (TF32 off unless a row says tf32), albef-base, %s\n", desc);
+    printf("MFU against the dense fp32 peak of %.1f TFLOP/s%s; tf32 rows against the dense TF32 peak of %.1f\n",
+           peak_tflops, peak_tflops ? "" : " (unknown card: pass --peak-tflops)", peak_tf32);
+    printf("%-20s %6s %12s %-10s %9s %9s %8s %9s\n", "row", "batch", "rate", "", "ms/pass", "TFLOP/s", "MFU",
            "mem GiB");
     for (int i = 0; i < n; i++) {
         const row *w = &rows[i];
         if (!w->ok) {
-            printf("%-16s %6d %12s\n", w->name, w->batch, "failed");
+            printf("%-20s %6d %12s\n", w->name, w->batch, "failed");
             continue;
         }
-        double tf = w->flops / w->seconds / 1e12;
-        printf("%-16s %6d %12.1f %-10s %9.1f %9.2f %7.1f%% %9.2f\n", w->name, w->batch, w->batch / w->seconds,
-               w->unit, 1e3 * w->seconds, tf, peak_tflops ? 100.0 * tf / peak_tflops : 0.0, w->mem_gib);
+        double tf = w->flops / w->seconds / 1e12, peak = w->tf32 ? peak_tf32 : peak_tflops;
+        printf("%-20s %6d %12.1f %-10s %9.1f %9.2f %7.1f%% %9.2f\n", w->name, w->batch, w->batch / w->seconds,
+               w->unit, 1e3 * w->seconds, tf, peak ? 100.0 * tf / peak : 0.0, w->mem_gib);
     }
     backend_destroy(gpu);
     return rc ? 1 : 0;

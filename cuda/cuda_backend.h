@@ -21,6 +21,11 @@ int cuda_backend_last_error(backend *be, char *msg, size_t cap);
  * device error (an illegal address) stays until the process ends. */
 void cuda_backend_clear_error(backend *be);
 
+/* Matrix products with TF32 tensor cores (inputs rounded to 10-bit
+ * mantissas, fp32 accumulation) when on, plain fp32 when off (the default:
+ * the parity mode). Attention and the other kernels stay fp32 either way. */
+int cuda_backend_set_tf32(backend *be, int on);
+
 /* Free and total device memory in bytes (cudaMemGetInfo); 0 on success. */
 int cuda_backend_memory(backend *be, size_t *free_bytes, size_t *total_bytes);
 

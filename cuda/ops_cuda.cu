@@ -404,6 +404,12 @@ extern "C" void cuda_backend_clear_error(backend *be)
     c->error_msg[0] = '\0';
 }
 
+extern "C" int cuda_backend_set_tf32(backend *be, int on)
+{
+    cublasStatus_t st = cublasSetMathMode(cuda_impl_of(be)->cublas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+    return st != CUBLAS_STATUS_SUCCESS;
+}
+
 extern "C" int cuda_backend_memory(backend *be, size_t *free_bytes, size_t *total_bytes)
 {
     (void)be;
