@@ -4,8 +4,10 @@
  *               ITM with hard negatives, MLM, momentum update, AdamW), 256 px,
  *               L = 25, batch 64 (--batch), and, with --max-batch, the largest
  *               power-of-two batch that fits: samples/s, TFLOP/s, MFU, device
- *               memory in use; with --tf32 the batch-64 step again with the
- *               matrix products on TF32 tensor cores (not the parity mode);
+ *               memory in use; with --lt the batch-64 step again with the
+ *               linear layers through cuBLASLt (bias in the epilogue), with
+ *               --tf32 again with the matrix products on TF32 tensor cores
+ *               (not the parity mode);
  *   vit384      ViT-B/16 forward at 384 px, batch 64 (images/s);
  *   itm384      fusion encoder + ITM head, L = 30 against 577 image tokens,
  *               128 pairs (pairs/s), as retrieval re-ranking runs it.
@@ -16,7 +18,7 @@
  * and for the TF32 row against the dense TF32 tensor-core peak; the figures
  * come from the device name (--peak-tflops overrides the fp32 one).
  *
- *   bench_cuda [--quick] [--batch N] [--max-batch] [--tf32] [--steps N] [--peak-tflops X]
+ *   bench_cuda [--quick] [--batch N] [--max-batch] [--lt] [--tf32] [--steps N] [--peak-tflops X]
  *
  * Without a CUDA device (or in a build without CUDA) it says so and exits 0. */
 #include "core/device.h"
@@ -176,21 +178,35 @@ static void fill_normal_host(float *x, size_t n, uint64_t seed)
         x[i] = (float)rng_normal(&r);
 }
 
+#define MODE_TF32 1
+#define MODE_LT 2
+
+/* Sets the back end's product paths; returns 0 on success. */
+static int set_mode(backend *gpu, int mode)
+{
+#ifdef ALBEF_HAVE_CUDA
+    cuda_backend_set_lt(gpu, mode & MODE_LT);
+    return cuda_backend_set_tf32(gpu, mode & MODE_TF32);
+#else
+    (void)gpu;
+    return mode != 0;
+#endif
+}
+
 /* Pre-training steps at batch B: 2 warm-up steps (the first counted), then
  * `steps` timed ones. */
-static int bench_pretrain(backend *gpu, int B, int steps, int tf32, row *r)
+static int bench_pretrain(backend *gpu, int B, int steps, int mode, row *r)
 {
     albef_config cfg;
     int rc = config_preset("albef-base", &cfg);
     if (rc)
         return rc;
     int L = 25;
-    snprintf(r->name, sizeof r->name, tf32 ? "pretrain 256px tf32" : "pretrain 256px");
-    r->batch = B, r->unit = "samples/s", r->tf32 = tf32;
-#ifdef ALBEF_HAVE_CUDA
-    if (cuda_backend_set_tf32(gpu, tf32))
+    snprintf(r->name, sizeof r->name, "pretrain 256px%s%s", mode & MODE_LT ? " lt" : "",
+             mode & MODE_TF32 ? " tf32" : "");
+    r->batch = B, r->unit = "samples/s", r->tf32 = mode & MODE_TF32;
+    if (set_mode(gpu, mode))
         return albef_error(ALBEF_ERR_UNSUPPORTED, "cannot set the TF32 math mode");
-#endif
     backend counted = counting_backend(gpu);
     pretrain_options opt = pretrain_options_default(B);
     opt.max_len = L;
@@ -199,9 +215,7 @@ static int bench_pretrain(backend *gpu, int B, int steps, int tf32, row *r)
     rc = pretrainer_init(&t, &cfg, &counted, &opt, CLS_ID, MASK_ID);
     if (rc) {
         pretrainer_free(&t);
-#ifdef ALBEF_HAVE_CUDA
-        cuda_backend_set_tf32(gpu, 0);
-#endif
+        set_mode(gpu, 0);
         return albef_error_context(rc, "pretrain batch %d: ", B);
     }
     albef_model_init_weights(&t.online, 1);
@@ -243,9 +257,7 @@ static int bench_pretrain(backend *gpu, int B, int steps, int tf32, row *r)
 done:
     free(images), free(ids), free(mask);
     pretrainer_free(&t);
-#ifdef ALBEF_HAVE_CUDA
-    cuda_backend_set_tf32(gpu, 0);
-#endif
+    set_mode(gpu, 0);
     return rc;
 }
 
@@ -372,7 +384,7 @@ static int bench_inference(backend *gpu, int itm, int B, int iters, row *r)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: bench_cuda [--quick] [--batch N] [--max-batch] [--tf32] [--steps N] [--peak-tflops X]\n");
+    fprintf(f, "usage: bench_cuda [--quick] [--batch N] [--max-batch] [--lt] [--tf32] [--steps N] [--peak-tflops X]\n");
 }
 
 /* Dense fp32 (CUDA core) and TF32 (tensor core) peaks, TFLOP/s, by device
@@ -390,10 +402,11 @@ static double card_peak(const char *desc, int tf32)
 
 int main(int argc, char **argv)
 {
-    int quick = 0, batch = 64, max_batch = 0, tf32 = 0, steps = 0;
+    int quick = 0, batch = 64, max_batch = 0, lt = 0, tf32 = 0, steps = 0;
     static const struct option longopts[] = {
         {"quick", no_argument, 0, 'q'},         {"batch", required_argument, 0, 'b'},
         {"max-batch", no_argument, 0, 'm'},     {"tf32", no_argument, 0, 't'},
+        {"lt", no_argument, 0, 'l'},
         {"steps", required_argument, 0, 's'},
         {"peak-tflops", required_argument, 0, 'p'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -405,6 +418,7 @@ int main(int argc, char **argv)
         case 'b': batch = atoi(optarg); break;
         case 'm': max_batch = 1; break;
         case 't': tf32 = 1; break;
+        case 'l': lt = 1; break;
         case 's': steps = atoi(optarg); break;
         case 'p': peak_tflops = atof(optarg); break;
         case 'h': usage(stdout); return 0;
@@ -430,14 +444,16 @@ int main(int argc, char **argv)
     int iters = quick ? 5 : 20;
     fprintf(stderr, "bench_cuda: %s\n", desc);
 
-    row rows[5];
+    row rows[6];
     int n = 0, rc = ALBEF_OK;
     memset(rows, 0, sizeof rows);
-    int batches[3] = {batch, max_batch ? largest_batch(gpu) : 0, tf32 ? batch : 0};
-    for (int k = 0; k < 3; k++) {
+    /* batch 64 in parity mode, the largest batch, then the faster paths */
+    int batches[4] = {batch, max_batch ? largest_batch(gpu) : 0, lt ? batch : 0, tf32 ? batch : 0};
+    int modes[4] = {0, 0, MODE_LT, MODE_TF32 | (lt ? MODE_LT : 0)};
+    for (int k = 0; k < 4; k++) {
         if (!batches[k] || (k == 1 && batches[1] == batches[0]))
             continue;
-        int r = bench_pretrain(gpu, batches[k], steps, k == 2, &rows[n++]);
+        int r = bench_pretrain(gpu, batches[k], steps, modes[k], &rows[n++]);
         if (r) {
             fprintf(stderr, "bench_cuda: %s\n", albef_errmsg());
             rc = r;

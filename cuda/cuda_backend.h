@@ -26,6 +26,12 @@ void cuda_backend_clear_error(backend *be);
  * the parity mode). Attention and the other kernels stay fp32 either way. */
 int cuda_backend_set_tf32(backend *be, int on);
 
+/* Linear layers through cuBLASLt (the bias added in the product's epilogue,
+ * one plan per shape made on first use) when on; through cuBLAS, with the
+ * bias written first, when off (the default until the cuBLASLt path has
+ * passed tests/test_cuda_ops on a GPU). */
+void cuda_backend_set_lt(backend *be, int on);
+
 /* Free and total device memory in bytes (cudaMemGetInfo); 0 on success. */
 int cuda_backend_memory(backend *be, size_t *free_bytes, size_t *total_bytes);
 

@@ -4,6 +4,7 @@
 #ifndef ALBEF_CUDA_CUDA_INTERNAL_CUH
 #define ALBEF_CUDA_CUDA_INTERNAL_CUH
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -13,10 +14,17 @@ extern "C" {
 #include "ops/ops.h"
 }
 
+struct cuda_lt_cache;
+
 struct cuda_impl {
     cublasHandle_t cublas;
+    cublasLtHandle_t lt;
     cudaStream_t stream;
     int num_sms;
+    // Matrix products: TF32 tensor cores (off: the parity mode), and the
+    // cuBLASLt path for linear layers (bias in the epilogue; off: cuBLAS).
+    int tf32, use_lt;
+    cuda_lt_cache *lt_cache;
     // The first thing that went wrong: a CUDA or cuBLAS error, or an argument
     // the kernels cannot handle. Ops never synchronise, so it is kept here
     // and reported by synchronize and cuda_backend_last_error.
@@ -174,6 +182,27 @@ __device__ __forceinline__ double cuda_block_sum_f64(double v, double *shared)
 }
 
 // ---- the ops, by file -------------------------------------------------------
+
+// matmul_lt.cu: column-major d (m, n) = op(a) (m, k) op(b) (k, n) + beta d
+// (+ bias (m) broadcast over the columns when bias is set).
+struct cuda_lt_gemm {
+    int trans_a, trans_b;
+    int64_t m, n, k;
+    const float *a;
+    int64_t lda;
+    const float *b;
+    int64_t ldb;
+    float *d;
+    int64_t ldd;
+    float beta;
+    const float *bias;
+};
+int cuda_lt_cache_create(cuda_impl *c);
+void cuda_lt_cache_destroy(cuda_impl *c);
+// 0 when the product was issued (or its failure recorded); nonzero when
+// cuBLASLt cannot do it (no algorithm, misaligned bias, full plan cache):
+// the caller then uses cuBLAS.
+int cuda_lt_matmul(backend *be, const cuda_lt_gemm *g);
 
 // elementwise.cu
 void cuda_gelu_forward(backend *be, tensor out, tensor in);

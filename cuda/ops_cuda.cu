@@ -211,6 +211,12 @@ void cu_linear_forward(backend *be, tensor out, tensor in, tensor w, tensor bias
     }
     if (!m || !n)
         return;
+    if (cuda_impl_of(be)->use_lt) {
+        cuda_lt_gemm g = {1, 0, n, m, k, cuda_cf32(w), k, cuda_cf32(in), k, cuda_f32(out), n, 0.0f,
+                          tensor_present(bias) ? cuda_cf32(bias) : nullptr};
+        if (!cuda_lt_matmul(be, &g))
+            return;
+    }
     float one = 1.0f, beta = 0.0f;
     if (tensor_present(bias)) {
         // the bias rows first, then the product added onto them: the CPU's order
@@ -236,14 +242,17 @@ void cu_linear_backward(backend *be, tensor din, int accumulate, tensor dw, tens
         // no rows: din is empty and the parameter gradients get nothing
         return;
     }
+    int lt = cuda_impl_of(be)->use_lt;
     // din (M, K) = dout (M, N) w (N, K)
-    if (tensor_present(din))
+    cuda_lt_gemm g_din = {0, 0, k, m, n, cuda_cf32(w), k, cuda_cf32(dout), n, cuda_f32(din), k, beta_in, nullptr};
+    if (tensor_present(din) && (!lt || cuda_lt_matmul(be, &g_din)))
         cuda_record_cublas(be,
                            cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, (int)k, (int)m, (int)n, &one, cuda_cf32(w),
                                        (int)k, cuda_cf32(dout), (int)n, &beta_in, cuda_f32(din), (int)k),
                            "linear_backward (din)");
     // dw (N, K) += dout^T (N, M) in (M, K)
-    if (tensor_present(dw))
+    cuda_lt_gemm g_dw = {0, 1, k, n, m, cuda_cf32(in), k, cuda_cf32(dout), n, cuda_f32(dw), k, 1.0f, nullptr};
+    if (tensor_present(dw) && (!lt || cuda_lt_matmul(be, &g_dw)))
         cuda_record_cublas(be,
                            cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, (int)k, (int)n, (int)m, &one, cuda_cf32(in),
                                        (int)k, cuda_cf32(dout), (int)n, &one, cuda_f32(dw), (int)k),
@@ -305,6 +314,9 @@ const backend_ops cuda_ops = make_ops();
 
 void release(cuda_impl *c)
 {
+    cuda_lt_cache_destroy(c);
+    if (c->lt)
+        cublasLtDestroy(c->lt);
     if (c->cublas)
         cublasDestroy(c->cublas);
     if (c->cublas_workspace)
@@ -351,6 +363,13 @@ extern "C" int cuda_backend_create(backend **out, char *msg, size_t cap)
     if (st != CUBLAS_STATUS_SUCCESS) {
         c->cublas = nullptr;
         snprintf(msg, cap, "cannot initialise cuBLAS: %s", cublasGetStatusString(st));
+        release(c);
+        free(be);
+        return 1;
+    }
+    if (cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS || cuda_lt_cache_create(c)) {
+        c->lt = nullptr;
+        snprintf(msg, cap, "cannot initialise cuBLASLt");
         release(c);
         free(be);
         return 1;
@@ -406,9 +425,15 @@ extern "C" void cuda_backend_clear_error(backend *be)
 
 extern "C" int cuda_backend_set_tf32(backend *be, int on)
 {
-    cublasStatus_t st = cublasSetMathMode(cuda_impl_of(be)->cublas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
-    return st != CUBLAS_STATUS_SUCCESS;
+    cuda_impl *c = cuda_impl_of(be);
+    cublasStatus_t st = cublasSetMathMode(c->cublas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+    if (st != CUBLAS_STATUS_SUCCESS)
+        return 1;
+    c->tf32 = !!on;
+    return 0;
 }
+
+extern "C" void cuda_backend_set_lt(backend *be, int on) { cuda_impl_of(be)->use_lt = !!on; }
 
 extern "C" int cuda_backend_memory(backend *be, size_t *free_bytes, size_t *total_bytes)
 {

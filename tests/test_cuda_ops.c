@@ -237,9 +237,10 @@ static void test_matmul(void **state)
                 }
 }
 
-static void test_linear(void **state)
+/* The linear layers as the back end is set (cuBLAS or cuBLASLt, fp32 or
+ * TF32), within fwd_tol / bwd_tol; `tag` names the setting. */
+static void run_linear_cases(const char *tag, double fwd_tol, double bwd_tol)
 {
-    (void)state;
     const int64_t shapes[][3] = {{1, 1, 1}, {5, 3, 7}, {37, 64, 96}, {200, 768, 33}, {1030, 65, 130}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int64_t M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
@@ -250,9 +251,9 @@ static void test_linear(void **state)
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             pair_poison(&y);
             EACH_BACKEND op_linear_forward(BE, ON(y), ON(x), ON(w), with_bias ? ON(bias) : tensor_none());
-            snprintf(what, sizeof what, "linear_forward %lldx%lldx%lld%s", (long long)M, (long long)K, (long long)N,
-                     with_bias ? " bias" : "");
-            expect_close(what, &y, FWD_TOL);
+            snprintf(what, sizeof what, "linear_forward%s %lldx%lldx%lld%s", tag, (long long)M, (long long)K,
+                     (long long)N, with_bias ? " bias" : "");
+            expect_close(what, &y, fwd_tol);
         }
         for (int accumulate = 0; accumulate < 2; accumulate++) {
             if (accumulate)
@@ -261,23 +262,49 @@ static void test_linear(void **state)
                 pair_poison(&dx);
             pair_randn(&dw, 1), pair_randn(&db, 1);
             EACH_BACKEND op_linear_backward(BE, ON(dx), accumulate, ON(dw), ON(db), ON(dy), ON(x), ON(w));
-            snprintf(what, sizeof what, "linear_backward %lldx%lldx%lld acc%d dx", (long long)M, (long long)K,
+            snprintf(what, sizeof what, "linear_backward%s %lldx%lldx%lld acc%d dx", tag, (long long)M, (long long)K,
                      (long long)N, accumulate);
-            expect_close(what, &dx, BWD_TOL);
-            snprintf(what, sizeof what, "linear_backward %lldx%lldx%lld acc%d dw", (long long)M, (long long)K,
+            expect_close(what, &dx, bwd_tol);
+            snprintf(what, sizeof what, "linear_backward%s %lldx%lldx%lld acc%d dw", tag, (long long)M, (long long)K,
                      (long long)N, accumulate);
-            expect_close(what, &dw, BWD_TOL);
-            snprintf(what, sizeof what, "linear_backward %lldx%lldx%lld acc%d dbias", (long long)M, (long long)K,
+            expect_close(what, &dw, bwd_tol);
+            snprintf(what, sizeof what, "linear_backward%s %lldx%lldx%lld acc%d dbias", tag, (long long)M, (long long)K,
                      (long long)N, accumulate);
-            expect_close(what, &db, BWD_TOL);
+            expect_close(what, &db, bwd_tol);
         }
         /* no din wanted (a frozen input) */
         pair_randn(&dw, 1);
         EACH_BACKEND op_linear_backward(BE, tensor_none(), 0, ON(dw), tensor_none(), ON(dy), ON(x), ON(w));
-        expect_close("linear_backward dw only", &dw, BWD_TOL);
+        expect_close("linear_backward dw only", &dw, bwd_tol);
         pair_free(&x), pair_free(&w), pair_free(&bias), pair_free(&y);
         pair_free(&dy), pair_free(&dx), pair_free(&dw), pair_free(&db);
     }
+}
+
+static void test_linear(void **state)
+{
+    (void)state;
+    run_linear_cases("", FWD_TOL, BWD_TOL);
+}
+
+/* The cuBLASLt path (bias in the epilogue, a plan per shape), run twice so
+ * that the second pass uses the cached plans; then TF32 on both paths,
+ * against the fp32 CPU within TF32's rounding (10-bit mantissas). */
+static void test_linear_cublaslt_and_tf32(void **state)
+{
+    (void)state;
+#ifdef ALBEF_HAVE_CUDA
+    cuda_backend_set_lt(gpu, 1);
+    run_linear_cases(" lt", FWD_TOL, BWD_TOL);
+    run_linear_cases(" lt cached", FWD_TOL, BWD_TOL);
+    assert_int_equal(cuda_backend_set_tf32(gpu, 1), 0);
+    run_linear_cases(" lt tf32", 3e-3, 3e-3);
+    cuda_backend_set_lt(gpu, 0);
+    run_linear_cases(" tf32", 3e-3, 3e-3);
+    assert_int_equal(cuda_backend_set_tf32(gpu, 0), 0);
+#else
+    skip();
+#endif
 }
 
 /* ---- elementwise --------------------------------------------------------------- */
@@ -937,6 +964,7 @@ int main(void)
         cmocka_unit_test(test_table_is_complete),
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_linear_cublaslt_and_tf32),
         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_add_scale_clamp_fill),
         cmocka_unit_test(test_dropout),
