@@ -11,10 +11,12 @@ cd "$(dirname "$0")/.."
 BUILD=build/gpu
 JOBS=${JOBS:-2}
 make --no-print-directory -j"$JOBS" CUDA=1 BUILD=$BUILD \
-    $BUILD/tests/test_device $BUILD/tests/test_cuda_ops $BUILD/tests/test_cuda_step $BUILD/bench/bench_cuda
+    $BUILD/tests/test_device $BUILD/tests/test_cuda_ops $BUILD/tests/test_cuda_step $BUILD/bench/bench_cuda \
+        $BUILD/bin/albef-pretrain $BUILD/bin/albef-synth
 rm -rf $BUILD/lib
 mkdir -p $BUILD/lib
-for bin in $BUILD/tests/test_device $BUILD/tests/test_cuda_ops $BUILD/tests/test_cuda_step $BUILD/bench/bench_cuda; do
+for bin in $BUILD/tests/test_device $BUILD/tests/test_cuda_ops $BUILD/tests/test_cuda_step $BUILD/bench/bench_cuda \
+        $BUILD/bin/albef-pretrain $BUILD/bin/albef-synth; do
     ldd "$bin" | awk '/=> \// { print $1, $3 }'
 done | sort -u | while read -r name path; do
     case "$name" in
@@ -24,5 +26,5 @@ done | sort -u | while read -r name path; do
     esac
 done
 # the objects are not needed on the GPU machine; keep what travels small
-du -sh $BUILD/lib $BUILD/tests $BUILD/bench | sed 's/^/gpu-bundle: /'
-echo "gpu-bundle: carry build/gpu/lib, build/gpu/tests and build/gpu/bench, then run: scripts/gpu-check.sh --prebuilt"
+du -sh $BUILD/lib $BUILD/tests $BUILD/bench $BUILD/bin | sed 's/^/gpu-bundle: /'
+echo "gpu-bundle: carry build/gpu/lib, build/gpu/tests, build/gpu/bench and build/gpu/bin, then run: scripts/gpu-check.sh --prebuilt"

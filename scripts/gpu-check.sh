@@ -22,6 +22,7 @@ for a in "$@"; do
     *) echo "gpu-check: unknown option $a" >&2; exit 2 ;;
     esac
 done
+export ALBEF_BUILD=$BUILD
 LOGS=${OUT:-$BUILD/logs}
 mkdir -p "$LOGS"
 start=$(date +%s)
@@ -48,6 +49,7 @@ if [ "$prebuilt" = 0 ]; then
     t0=$(date +%s)
     if make --no-print-directory -j"$(nproc)" CUDA=1 BUILD=$BUILD \
         $BUILD/tests/test_device $BUILD/tests/test_cuda_ops $BUILD/tests/test_cuda_step $BUILD/bench/bench_cuda \
+        $BUILD/bin/albef-pretrain $BUILD/bin/albef-synth \
         >"$LOGS/build.log" 2>&1; then
         row "build (CUDA=1)" "ok, $(( $(date +%s) - t0 )) s"
     else
@@ -82,6 +84,8 @@ run_test() { # name, timeout, command...
 run_test test_device 60 $BUILD/tests/test_device
 run_test test_cuda_ops 180 $BUILD/tests/test_cuda_ops
 run_test test_cuda_step 180 $BUILD/tests/test_cuda_step
+run_test test_cuda_pretrain_cli 120 sh tests/test_cuda_pretrain_cli.sh
+grep '^# step' "$LOGS/test_cuda_pretrain_cli.log" | sed 's/^# /gpu-check: cli: /'
 # the measured errors, for the note
 grep -E '\|d\|/\|ref\|' "$LOGS/test_cuda_ops.log" >"$LOGS/op_errors.txt"
 grep -E '^# (forward:|step [01]:|worst|rerun)' "$LOGS/test_cuda_step.log" | sed 's/^# /gpu-check: step: /'
