@@ -14,7 +14,9 @@
 // Every sum runs in a fixed order: no atomics, reruns agree bit for bit.
 //
 // A plain tiled kernel (scalar fp32 FMAs from shared memory), written for
-// parity with the CPU first; head_dim up to 128.
+// parity with the CPU first; head_dim up to 128, compiled for head_dim <= 64
+// (ALBEF's) and <= 128 so that the common case neither computes nor holds
+// the unused half of the output dims.
 #include "cuda_internal.cuh"
 
 namespace {
@@ -22,7 +24,6 @@ namespace {
 #define BQ 32          /* query rows per block */
 #define BK 32          /* keys per tile */
 #define MAX_D 128      /* largest head_dim */
-#define DW (MAX_D / 32) /* output dims per lane */
 #define TY 4           /* warps per block */
 #define PER_TY (BQ / TY) /* rows (or keys) per warp */
 
@@ -71,7 +72,9 @@ __device__ __forceinline__ void tile_dots(float acc[PER_TY], const float *a_tile
 }
 
 // acc[u][w] += sum_c W[ty + TY u][c] * M[c][tx + 32 w] over c < n: a (32, 32)
-// weight tile W (row stride BK + 1) times a (32, D) tile M.
+// weight tile W (row stride BK + 1) times a (32, D) tile M; DW output dims
+// per lane.
+template <int DW>
 __device__ __forceinline__ void tile_weighted_sum(float acc[PER_TY][DW], const float *w_tile, const float *m_tile,
                                                   int n, int D, int ld)
 {
@@ -94,6 +97,7 @@ __device__ __forceinline__ void tile_weighted_sum(float acc[PER_TY][DW], const f
 }
 
 // rows (32 x D) of acc -> dst rows of stride `stride`, the first `rows` only.
+template <int DW>
 __device__ __forceinline__ void store_rows(float *dst, int64_t stride, const float acc[PER_TY][DW], int rows, int D)
 {
     int tx = threadIdx.x, ty = threadIdx.y;
@@ -111,12 +115,14 @@ __device__ __forceinline__ void store_rows(float *dst, int64_t stride, const flo
     }
 }
 
+template <int MAXD>
 __global__ void __launch_bounds__(32 * TY) attention_forward_kernel(attn_args a, float *out, float *probs,
                                                                     const float *q, const float *k, const float *v,
                                                                     const float *mask)
 {
-    __shared__ float q_tile[BQ * (MAX_D + 1)];
-    __shared__ float kv_tile[BK * (MAX_D + 1)];
+    constexpr int DW = MAXD / 32; /* output dims per lane */
+    __shared__ float q_tile[BQ * (MAXD + 1)];
+    __shared__ float kv_tile[BK * (MAXD + 1)];
     __shared__ float p_tile[BQ * (BK + 1)];
     const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + tx;
     const int b = blockIdx.z, h = blockIdx.y, i0 = blockIdx.x * BQ;
@@ -199,12 +205,14 @@ __global__ void __launch_bounds__(32 * TY) attention_forward_kernel(attn_args a,
 }
 
 // Per query tile: dS into scratch, then dQ = dS K.
+template <int MAXD>
 __global__ void __launch_bounds__(32 * TY) attention_backward_query_kernel(attn_args a, float *dq, float *scratch,
                                                                            const float *dout, const float *probs,
                                                                            const float *k, const float *v)
 {
-    __shared__ float do_tile[BQ * (MAX_D + 1)];
-    __shared__ float kv_tile[BK * (MAX_D + 1)];
+    constexpr int DW = MAXD / 32;
+    __shared__ float do_tile[BQ * (MAXD + 1)];
+    __shared__ float kv_tile[BK * (MAXD + 1)];
     __shared__ float p_tile[BQ * (BK + 1)];
     const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + tx;
     const int b = blockIdx.z, h = blockIdx.y, i0 = blockIdx.x * BQ;
@@ -273,6 +281,7 @@ __global__ void __launch_bounds__(32 * TY) attention_backward_query_kernel(attn_
 
 // acc[u][w] += sum_r W[r][ty + TY u] * R[r][tx + 32 w] over r < rows: the
 // key-side products, W (32 queries, 32 keys) and R (32 queries, D).
+template <int DW>
 __device__ __forceinline__ void tile_transposed_sum(float acc[PER_TY][DW], const float *w_tile, const float *r_tile,
                                                     int rows, int D, int ld)
 {
@@ -296,11 +305,13 @@ __device__ __forceinline__ void tile_transposed_sum(float acc[PER_TY][DW], const
 
 // Per key tile: dV = P'^T dO and dK = dS^T Q; thread (tx, ty) owns keys
 // ty + TY u and dims tx + 32 w.
+template <int MAXD>
 __global__ void __launch_bounds__(32 * TY) attention_backward_key_kernel(attn_args a, float *dk, float *dv,
                                                                          const float *scratch, const float *dout,
                                                                          const float *probs, const float *q)
 {
-    __shared__ float row_tile[BQ * (MAX_D + 1)];
+    constexpr int DW = MAXD / 32;
+    __shared__ float row_tile[BQ * (MAXD + 1)];
     __shared__ float w_tile[BQ * (BK + 1)]; /* [query][key] */
     const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + tx;
     const int b = blockIdx.z, h = blockIdx.y, j0 = blockIdx.x * BK;
@@ -398,9 +409,13 @@ void cuda_attention_forward(backend *be, const attn_params *p, tensor out, tenso
     }
     attn_args a = make_args(p);
     dim3 grid((unsigned)((p->q_len + BQ - 1) / BQ), (unsigned)p->heads, (unsigned)p->batch), block(32, TY);
-    attention_forward_kernel<<<grid, block, 0, cuda_stream(be)>>>(
-        a, cuda_f32(out), cuda_f32(probs), cuda_cf32(q), cuda_cf32(k), cuda_cf32(v),
-        tensor_present(mask) ? cuda_cf32(mask) : nullptr);
+    const float *m = tensor_present(mask) ? cuda_cf32(mask) : nullptr;
+    if (p->head_dim <= 64)
+        attention_forward_kernel<64><<<grid, block, 0, cuda_stream(be)>>>(a, cuda_f32(out), cuda_f32(probs),
+                                                                          cuda_cf32(q), cuda_cf32(k), cuda_cf32(v), m);
+    else
+        attention_forward_kernel<MAX_D><<<grid, block, 0, cuda_stream(be)>>>(
+            a, cuda_f32(out), cuda_f32(probs), cuda_cf32(q), cuda_cf32(k), cuda_cf32(v), m);
     cuda_check_launch(be, "attention_forward");
 }
 
@@ -422,15 +437,23 @@ void cuda_attention_backward(backend *be, const attn_params *p, tensor dq, tenso
     attn_args a = make_args(p);
     dim3 block(32, TY);
     dim3 grid_q((unsigned)((p->q_len + BQ - 1) / BQ), (unsigned)p->heads, (unsigned)p->batch);
-    attention_backward_query_kernel<<<grid_q, block, 0, cuda_stream(be)>>>(
-        a, tensor_present(dq) ? cuda_f32(dq) : nullptr, cuda_f32(scratch), cuda_cf32(dout), cuda_cf32(probs),
-        cuda_cf32(k), cuda_cf32(v));
+    float *dq_p = tensor_present(dq) ? cuda_f32(dq) : nullptr;
+    if (p->head_dim <= 64)
+        attention_backward_query_kernel<64><<<grid_q, block, 0, cuda_stream(be)>>>(
+            a, dq_p, cuda_f32(scratch), cuda_cf32(dout), cuda_cf32(probs), cuda_cf32(k), cuda_cf32(v));
+    else
+        attention_backward_query_kernel<MAX_D><<<grid_q, block, 0, cuda_stream(be)>>>(
+            a, dq_p, cuda_f32(scratch), cuda_cf32(dout), cuda_cf32(probs), cuda_cf32(k), cuda_cf32(v));
     cuda_check_launch(be, "attention_backward");
     if (!tensor_present(dk) && !tensor_present(dv))
         return;
     dim3 grid_k((unsigned)((p->kv_len + BK - 1) / BK), (unsigned)p->heads, (unsigned)p->batch);
-    attention_backward_key_kernel<<<grid_k, block, 0, cuda_stream(be)>>>(
-        a, tensor_present(dk) ? cuda_f32(dk) : nullptr, tensor_present(dv) ? cuda_f32(dv) : nullptr,
-        cuda_cf32(scratch), cuda_cf32(dout), cuda_cf32(probs), cuda_cf32(q));
+    float *dk_p = tensor_present(dk) ? cuda_f32(dk) : nullptr, *dv_p = tensor_present(dv) ? cuda_f32(dv) : nullptr;
+    if (p->head_dim <= 64)
+        attention_backward_key_kernel<64><<<grid_k, block, 0, cuda_stream(be)>>>(
+            a, dk_p, dv_p, cuda_cf32(scratch), cuda_cf32(dout), cuda_cf32(probs), cuda_cf32(q));
+    else
+        attention_backward_key_kernel<MAX_D><<<grid_k, block, 0, cuda_stream(be)>>>(
+            a, dk_p, dv_p, cuda_cf32(scratch), cuda_cf32(dout), cuda_cf32(probs), cuda_cf32(q));
     cuda_check_launch(be, "attention_backward");
 }
