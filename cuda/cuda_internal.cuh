@@ -38,6 +38,11 @@ struct cuda_impl {
     size_t cublas_workspace_bytes;
     void *scratch;
     size_t scratch_bytes;
+    // Pinned host memory that uploads are copied into, so that the copy to
+    // the device runs asynchronously and the caller may reuse its buffer at
+    // once; reused from the start after each synchronisation of the stream.
+    char *staging;
+    size_t staging_bytes, staging_used;
     // Bits that kernels set (atomicOr) when an input is out of range (a token
     // id past the vocabulary, a row index past the table); read and cleared
     // at synchronisation points, then recorded as errors.

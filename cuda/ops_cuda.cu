@@ -4,8 +4,8 @@
 // Parity mode throughout: fp32 storage and arithmetic, TF32 off, every
 // reduction in a fixed order (no atomics), so that two runs agree bit for bit
 // and the CPU back end's results are met within float rounding. One stream;
-// no allocation and no host synchronisation inside ops (upload, download and
-// synchronize excepted).
+// no allocation and no host synchronisation inside ops (download, synchronize
+// and uploads larger than the pinned staging memory excepted).
 #include "cuda_internal.cuh"
 
 #include <math.h>
@@ -23,8 +23,20 @@ extern "C" {
 // the widest rows in the model (the vocabulary, 30522) twice over.
 #define SCRATCH_BYTES ((size_t)64 << 20)
 #define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20)
+// A training step's uploads (a batch of 256 px images is 50 MB at batch 64)
+// fit between its synchronisations; larger ones take the synchronous path.
+#define STAGING_BYTES ((size_t)256 << 20)
 
 /* ---- errors ---------------------------------------------------------------- */
+
+// Waits for the stream; the staging memory is free again after it.
+static cudaError_t stream_sync(cuda_impl *c)
+{
+    cudaError_t err = cudaStreamSynchronize(c->stream);
+    if (err == cudaSuccess)
+        c->staging_used = 0;
+    return err;
+}
 
 static void record_message(backend *be, cudaError_t err, const char *msg)
 {
@@ -73,7 +85,7 @@ static void collect_device_status(backend *be)
     int status = 0;
     if (cudaMemcpyAsync(&status, c->device_status, sizeof status, cudaMemcpyDeviceToHost, c->stream) !=
             cudaSuccess ||
-        cudaStreamSynchronize(c->stream) != cudaSuccess || !status)
+        stream_sync(c) != cudaSuccess || !status)
         return;
     cudaMemsetAsync(c->device_status, 0, sizeof status, c->stream);
     if (status & CUDA_STATUS_BAD_TOKEN)
@@ -123,11 +135,25 @@ void cu_free(backend *be, void *p)
 
 void cu_upload(backend *be, void *dst, const void *src, size_t n)
 {
+    cuda_impl *c = cuda_impl_of(be);
     if (!n)
         return;
-    cuda_record(be, cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, cuda_stream(be)), "upload");
-    // the host buffer may be reused as soon as we return
-    cuda_record(be, cudaStreamSynchronize(cuda_stream(be)), "upload");
+    // the host buffer may be reused as soon as we return: copy it to pinned
+    // memory and let the device fetch it from there, or wait for the copy
+    size_t slot = (n + 255) & ~(size_t)255;
+    if (c->staging && slot <= c->staging_bytes) {
+        if (c->staging_used + slot > c->staging_bytes)
+            cuda_record(be, stream_sync(c), "upload");
+        if (c->staging_used + slot <= c->staging_bytes) {
+            char *stage = c->staging + c->staging_used;
+            memcpy(stage, src, n);
+            c->staging_used += slot;
+            cuda_record(be, cudaMemcpyAsync(dst, stage, n, cudaMemcpyHostToDevice, c->stream), "upload");
+            return;
+        }
+    }
+    cuda_record(be, cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c->stream), "upload");
+    cuda_record(be, stream_sync(c), "upload");
 }
 
 void cu_download(backend *be, void *dst, const void *src, size_t n)
@@ -135,7 +161,7 @@ void cu_download(backend *be, void *dst, const void *src, size_t n)
     if (!n)
         return;
     cuda_record(be, cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, cuda_stream(be)), "download");
-    cuda_record(be, cudaStreamSynchronize(cuda_stream(be)), "download");
+    cuda_record(be, stream_sync(cuda_impl_of(be)), "download");
 }
 
 void cu_copy(backend *be, void *dst, const void *src, size_t n)
@@ -153,7 +179,7 @@ void cu_zero(backend *be, void *dst, size_t n)
 void cu_synchronize(backend *be)
 {
     cuda_impl *c = cuda_impl_of(be);
-    cuda_record(be, cudaStreamSynchronize(c->stream), "synchronize");
+    cuda_record(be, stream_sync(c), "synchronize");
     cuda_record(be, cudaGetLastError(), "synchronize");
     collect_device_status(be);
     if (c->has_error && !c->error_reported) {
@@ -325,6 +351,8 @@ void release(cuda_impl *c)
         cudaFree(c->scratch);
     if (c->device_status)
         cudaFree(c->device_status);
+    if (c->staging)
+        cudaFreeHost(c->staging);
     if (c->stream)
         cudaStreamDestroy(c->stream);
     free(c);
@@ -351,6 +379,11 @@ extern "C" int cuda_backend_create(backend **out, char *msg, size_t cap)
     err = err ? err : cudaMalloc(&c->cublas_workspace, CUBLAS_WORKSPACE_BYTES);
     err = err ? err : cudaMalloc(&c->device_status, sizeof(int));
     err = err ? err : cudaMemsetAsync(c->device_status, 0, sizeof(int), c->stream);
+    // without pinned memory, uploads wait for their copies instead
+    if (!err && cudaHostAlloc((void **)&c->staging, STAGING_BYTES, cudaHostAllocDefault) != cudaSuccess) {
+        (void)cudaGetLastError();
+        c->staging = nullptr;
+    }
     if (err != cudaSuccess) {
         snprintf(msg, cap, "cannot set up the CUDA back end: %s", cudaGetErrorString(err));
         release(c);
@@ -358,6 +391,7 @@ extern "C" int cuda_backend_create(backend **out, char *msg, size_t cap)
         return 1;
     }
     c->scratch_bytes = SCRATCH_BYTES;
+    c->staging_bytes = c->staging ? STAGING_BYTES : 0;
     c->cublas_workspace_bytes = CUBLAS_WORKSPACE_BYTES;
     cublasStatus_t st = cublasCreate(&c->cublas);
     if (st != CUBLAS_STATUS_SUCCESS) {
@@ -404,7 +438,7 @@ extern "C" void cuda_backend_destroy(backend *be)
 extern "C" int cuda_backend_last_error(backend *be, char *msg, size_t cap)
 {
     cuda_impl *c = cuda_impl_of(be);
-    cuda_record(be, cudaStreamSynchronize(c->stream), "synchronize");
+    cuda_record(be, stream_sync(c), "synchronize");
     cuda_record(be, cudaGetLastError(), "synchronize");
     collect_device_status(be);
     if (cap)
@@ -415,7 +449,7 @@ extern "C" int cuda_backend_last_error(backend *be, char *msg, size_t cap)
 extern "C" void cuda_backend_clear_error(backend *be)
 {
     cuda_impl *c = cuda_impl_of(be);
-    cudaStreamSynchronize(c->stream);
+    stream_sync(c);
     (void)cudaGetLastError();
     cudaMemsetAsync(c->device_status, 0, sizeof(int), c->stream);
     c->has_error = c->error_reported = 0;
