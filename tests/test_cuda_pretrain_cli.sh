@@ -4,8 +4,9 @@
 # at step 12 (the CUDA back end is deterministic); the first step's losses
 # match the CPU run's within 1e-4 (later steps may part: ITM's hard
 # negatives are drawn from the similarities, so a last-bit difference can
-# pick another negative). Prints TAP; skips without a CUDA device. Run from
-# the repository root.
+# pick another negative); --precision tf32 runs. --precision's usage errors
+# are checked everywhere; the rest skips without a CUDA device. Prints TAP.
+# Run from the repository root.
 set -u
 . tests/tap.sh
 
@@ -23,6 +24,18 @@ fi
 "$synth" --out "$tmp/data" --images 40 --val 4 --test 4 --size 32 --quiet >/dev/null
 tap_ok $? "albef-synth writes a small data set"
 common="--config tiny --train $tmp/data/pretrain.json --vocab $tmp/data/vocab.txt --batch 4 --workers 2 --quiet"
+
+"$bin" $common --precision fp16 --out "$tmp/x" >/dev/null 2>"$tmp/err"
+[ $? -eq 2 ] && grep -q -- "--precision must be fp32, tf32 or bf16" "$tmp/err"
+tap_ok $? "an unknown --precision exits 2"
+"$bin" $common --device cpu --precision tf32 --out "$tmp/x" --steps 1 >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && grep -q -- "--precision tf32 needs --device cuda" "$tmp/err"
+tap_ok $? "--precision tf32 on the CPU exits 1 with a message"
+"$bin" $common --device cpu --precision bf16 --out "$tmp/x" --steps 1 >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && grep -q -- "bf16: not implemented yet" "$tmp/err"
+tap_ok $? "--precision bf16 is refused, not yet implemented"
+"$bin" $common --device cpu --precision fp32 --out "$tmp/y" --steps 1 >/dev/null 2>"$tmp/err"
+tap_ok $? "--precision fp32 on the CPU"
 
 "$bin" $common --device cuda --out "$tmp/a" --steps 12 >"$tmp/a.log" 2>"$tmp/err"
 status=$?
@@ -56,5 +69,9 @@ echo "$(losses 1 "$tmp/a.log") $(losses 1 "$tmp/c.log")" | awk '{
     }
     exit bad }'
 tap_ok $? "the first step's losses match the CPU's within 1e-4"
+
+"$bin" $common --device cuda --precision tf32 --out "$tmp/t" --steps 4 >"$tmp/t.log" 2>"$tmp/err"
+tap_ok $? "4 steps with --device cuda --precision tf32"
+tap_diag "tf32 step 1 losses (itc itm mlm): $(losses 1 "$tmp/t.log")"
 
 tap_end
