@@ -2,23 +2,27 @@
 # The CUDA back end's checks on a machine with a GPU, in one run that fits
 # six minutes on one H100: build with CUDA (or take build/gpu as
 # scripts/gpu-bundle.sh left it, with --prebuilt), run the device test, the
-# op-by-op and whole-step CUDA tests, the benchmark, then compute-sanitizer
-# (memcheck, racecheck) over the op tests; a short table last. Logs go to
-# $OUT when it is set (the device tool's folder), else build/gpu/logs.
+# op-by-op, whole-step and CLI CUDA tests, bench_cuda, the PyTorch reference
+# step on the same GPU (when python3 has torch), then compute-sanitizer
+# memcheck over the op tests (--racecheck adds racecheck); a short table
+# last. Logs go to $OUT when it is set (the device tool's folder), else
+# build/gpu/logs.
 #
-#   scripts/gpu-check.sh [--prebuilt] [--no-sanitizer] [--full-bench]
+#   scripts/gpu-check.sh [--prebuilt] [--no-sanitizer] [--racecheck] [--full-bench] [--no-torch]
 #
 # Exit status 0 when every check passed.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=build/gpu
-prebuilt=0 sanitizer=1 bench_args="--quick --lt --tf32"
+prebuilt=0 sanitizer=1 racecheck=0 torch=1 bench_args="--quick --lt --tf32"
 for a in "$@"; do
     case "$a" in
     --prebuilt) prebuilt=1 ;;
     --no-sanitizer) sanitizer=0 ;;
+    --racecheck) racecheck=1 ;;
+    --no-torch) torch=0 ;;
     --full-bench) bench_args="--max-batch --lt --tf32" ;;
-    -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "gpu-check: unknown option $a" >&2; exit 2 ;;
     esac
 done
@@ -102,12 +106,25 @@ else
     row "bench_cuda $bench_args" "FAILED (exit $rc, bench.err)"
 fi
 
+# ---- the PyTorch reference model doing the same step on the same GPU
+if [ "$torch" = 1 ] && python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    t0=$(date +%s)
+    if timeout 240 python3 scripts/dev/bench_cuda_torch.py --steps 5 >"$LOGS/bench_torch.txt" 2>&1; then
+        row "bench_cuda_torch (PyTorch)" "ok, $(( $(date +%s) - t0 )) s"
+    else
+        tail -5 "$LOGS/bench_torch.txt"
+        row "bench_cuda_torch (PyTorch)" "FAILED (bench_torch.txt; not a check of ours)"
+    fi
+fi
+
 # ---- compute-sanitizer over the op tests
 if [ "$sanitizer" = 1 ]; then
     if command -v compute-sanitizer >/dev/null; then
-        for tool in memcheck racecheck; do
+        tools=memcheck
+        [ "$racecheck" = 1 ] && tools="memcheck racecheck"
+        for tool in $tools; do
             t0=$(date +%s)
-            timeout 150 compute-sanitizer --tool $tool --error-exitcode 99 $BUILD/tests/test_cuda_ops \
+            timeout 120 compute-sanitizer --tool $tool --error-exitcode 99 $BUILD/tests/test_cuda_ops \
                 >"$LOGS/sanitizer-$tool.log" 2>&1
             rc=$?
             summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOGS/sanitizer-$tool.log" | tail -1)
@@ -126,6 +143,7 @@ fi
 echo
 echo "== bench_cuda"
 cat "$LOGS/bench.txt" 2>/dev/null
+[ -s "$LOGS/bench_torch.txt" ] && grep -E '^(PyTorch|torch| )' "$LOGS/bench_torch.txt"
 echo "== gpu-check ($(( $(date +%s) - start )) s; logs in $LOGS)"
 cat "$table"
 exit $failed
