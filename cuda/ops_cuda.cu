@@ -1,167 +1,259 @@
-// The CUDA back end of ops.h. This first version holds memory management,
-// cuBLAS matrix products (fp32, TF32 off: the CPU parity mode) and the
-// elementwise kernels; the remaining ops are left NULL, and backend_create
-// refuses the back end, naming them, until they are written.
-#include <cublas_v2.h>
-#include <cuda_runtime.h>
+// The CUDA back end of ops.h: its state, memory, errors, the cuBLAS matrix
+// products and the op table; the kernels live in the other files of cuda/.
+//
+// Parity mode throughout: fp32 storage and arithmetic, TF32 off, every
+// reduction in a fixed order (no atomics), so that two runs agree bit for bit
+// and the CPU back end's results are met within float rounding. One stream;
+// no allocation and no host synchronisation inside ops (download, synchronize
+// and uploads larger than the pinned staging memory excepted).
+#include "cuda_internal.cuh"
+
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 extern "C" {
-#include "ops/ops.h"
+#include "core/log.h"
+}
+#include "cuda_backend.h"
+
+// Reductions keep their partial sums here; 64 MiB covers 256 row groups of
+// the widest rows in the model (the vocabulary, 30522) twice over.
+#define SCRATCH_BYTES ((size_t)64 << 20)
+#define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20)
+// A training step's uploads (a batch of 256 px images is 50 MB at batch 64)
+// fit between its synchronisations; larger ones take the synchronous path.
+#define STAGING_BYTES ((size_t)256 << 20)
+
+/* ---- errors ---------------------------------------------------------------- */
+
+// Waits for the stream; the staging memory is free again after it.
+static cudaError_t stream_sync(cuda_impl *c)
+{
+    cudaError_t err = cudaStreamSynchronize(c->stream);
+    if (err == cudaSuccess)
+        c->staging_used = 0;
+    return err;
+}
+
+static void record_message(backend *be, cudaError_t err, const char *msg)
+{
+    cuda_impl *c = cuda_impl_of(be);
+    if (c->has_error)
+        return;
+    c->has_error = 1;
+    c->first_error = err;
+    snprintf(c->error_msg, sizeof c->error_msg, "%s", msg);
+}
+
+void cuda_record(backend *be, cudaError_t err, const char *op)
+{
+    if (err == cudaSuccess)
+        return;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s: CUDA error %s (%s)", op, cudaGetErrorName(err), cudaGetErrorString(err));
+    record_message(be, err, msg);
+}
+
+void cuda_record_cublas(backend *be, cublasStatus_t status, const char *op)
+{
+    if (status == CUBLAS_STATUS_SUCCESS)
+        return;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s: cuBLAS error %s (%s)", op, cublasGetStatusName(status),
+             cublasGetStatusString(status));
+    record_message(be, cudaErrorUnknown, msg);
+}
+
+void cuda_record_invalid(backend *be, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    record_message(be, cudaErrorInvalidValue, msg);
+}
+
+// Turns the kernels' out-of-range bits into a recorded error. Called only
+// where the host synchronises anyway.
+static void collect_device_status(backend *be)
+{
+    cuda_impl *c = cuda_impl_of(be);
+    int status = 0;
+    if (cudaMemcpyAsync(&status, c->device_status, sizeof status, cudaMemcpyDeviceToHost, c->stream) !=
+            cudaSuccess ||
+        stream_sync(c) != cudaSuccess || !status)
+        return;
+    cudaMemsetAsync(c->device_status, 0, sizeof status, c->stream);
+    if (status & CUDA_STATUS_BAD_TOKEN)
+        record_message(be, cudaErrorInvalidValue,
+                       "embedding_forward/embedding_backward: a token id outside the vocabulary (its row was "
+                       "written as NaN or skipped)");
+    if (status & CUDA_STATUS_BAD_ROW_INDEX)
+        record_message(be, cudaErrorInvalidValue,
+                       "gather_rows/scatter_add_rows: a row index outside the table (its row was written as NaN "
+                       "or skipped)");
+}
+
+void *cuda_scratch(backend *be, size_t bytes, const char *op)
+{
+    cuda_impl *c = cuda_impl_of(be);
+    if (bytes > c->scratch_bytes) {
+        cuda_record_invalid(be, "%s: needs %zu bytes of reduction scratch, the back end has %zu", op, bytes,
+                            c->scratch_bytes);
+        return nullptr;
+    }
+    return c->scratch;
 }
 
 namespace {
 
-struct cuda_impl {
-    cublasHandle_t cublas;
-    cudaStream_t stream;
-    cudaError_t first_error;
-};
-
-cuda_impl *impl_of(backend *be) { return static_cast<cuda_impl *>(be->impl); }
-
-void check(backend *be, cudaError_t err)
-{
-    cuda_impl *c = impl_of(be);
-    if (err != cudaSuccess && c->first_error == cudaSuccess)
-        c->first_error = err;
-}
-
-float *fp(tensor t) { return static_cast<float *>(t.data); }
-const float *cfp(tensor t) { return static_cast<const float *>(t.data); }
-int64_t numel(tensor t) { return tensor_numel(t); }
-int blocks_for(int64_t n, int threads = 256) { return (int)((n + threads - 1) / threads); }
-
-/* ---- memory ---- */
+/* ---- memory ---------------------------------------------------------------- */
 
 void *cu_alloc(backend *be, size_t bytes)
 {
     void *p = nullptr;
     cudaError_t err = cudaMalloc(&p, bytes ? bytes : 1);
     if (err != cudaSuccess) {
-        check(be, err);
+        // Out of memory is an answer (NULL), not a back-end failure: callers
+        // report it with the size they asked for. Clear the error so that it
+        // does not stick to the next launch.
+        (void)cudaGetLastError();
         return nullptr;
     }
     return p;
 }
 
-void cu_free(backend *be, void *p) { check(be, cudaFree(p)); }
+void cu_free(backend *be, void *p)
+{
+    if (p)
+        cuda_record(be, cudaFree(p), "free");
+}
 
 void cu_upload(backend *be, void *dst, const void *src, size_t n)
 {
-    check(be, cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, impl_of(be)->stream));
-    check(be, cudaStreamSynchronize(impl_of(be)->stream));
+    cuda_impl *c = cuda_impl_of(be);
+    if (!n)
+        return;
+    // the host buffer may be reused as soon as we return: copy it to pinned
+    // memory and let the device fetch it from there, or wait for the copy
+    size_t slot = (n + 255) & ~(size_t)255;
+    if (c->staging && slot <= c->staging_bytes) {
+        if (c->staging_used + slot > c->staging_bytes)
+            cuda_record(be, stream_sync(c), "upload");
+        if (c->staging_used + slot <= c->staging_bytes) {
+            char *stage = c->staging + c->staging_used;
+            memcpy(stage, src, n);
+            c->staging_used += slot;
+            cuda_record(be, cudaMemcpyAsync(dst, stage, n, cudaMemcpyHostToDevice, c->stream), "upload");
+            return;
+        }
+    }
+    cuda_record(be, cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c->stream), "upload");
+    cuda_record(be, stream_sync(c), "upload");
 }
 
 void cu_download(backend *be, void *dst, const void *src, size_t n)
 {
-    check(be, cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, impl_of(be)->stream));
-    check(be, cudaStreamSynchronize(impl_of(be)->stream));
+    if (!n)
+        return;
+    cuda_record(be, cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, cuda_stream(be)), "download");
+    cuda_record(be, stream_sync(cuda_impl_of(be)), "download");
 }
 
 void cu_copy(backend *be, void *dst, const void *src, size_t n)
 {
-    check(be, cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, impl_of(be)->stream));
+    if (n && dst != src)
+        cuda_record(be, cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, cuda_stream(be)), "copy");
 }
 
-void cu_zero(backend *be, void *dst, size_t n) { check(be, cudaMemsetAsync(dst, 0, n, impl_of(be)->stream)); }
-
-void cu_synchronize(backend *be) { check(be, cudaStreamSynchronize(impl_of(be)->stream)); }
-
-/* ---- kernels ---- */
-
-__global__ void k_fill_rows(float *out, const float *row, int64_t rows, int64_t cols)
+void cu_zero(backend *be, void *dst, size_t n)
 {
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < rows * cols)
-        out[i] = row[i % cols];
+    if (n)
+        cuda_record(be, cudaMemsetAsync(dst, 0, n, cuda_stream(be)), "zero");
 }
 
-__global__ void k_column_sums_add(float *dst, const float *src, int64_t rows, int64_t cols)
+void cu_synchronize(backend *be)
 {
-    int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= cols)
-        return;
-    float acc = 0.0f;
-    for (int64_t r = 0; r < rows; r++)
-        acc += src[r * cols + c];
-    dst[c] += acc;
-}
-
-__global__ void k_gelu_forward(float *y, const float *x, int64_t n)
-{
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n)
-        y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
-}
-
-__global__ void k_gelu_backward(float *dx, const float *dy, const float *x, int64_t n)
-{
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) {
-        float v = x[i];
-        float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
-        float pdf = 0.39894228040143268f * expf(-0.5f * v * v);
-        dx[i] = dy[i] * (cdf + v * pdf);
+    cuda_impl *c = cuda_impl_of(be);
+    cuda_record(be, stream_sync(c), "synchronize");
+    cuda_record(be, cudaGetLastError(), "synchronize");
+    collect_device_status(be);
+    if (c->has_error && !c->error_reported) {
+        c->error_reported = 1;
+        log_warn("CUDA back end: %s", c->error_msg);
     }
 }
 
-__global__ void k_add(float *out, const float *a, const float *b, int64_t n)
-{
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n)
-        out[i] = a[i] + b[i];
-}
+/* ---- matrix products ------------------------------------------------------- */
 
-__global__ void k_scale(float *x, float s, int64_t n)
-{
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n)
-        x[i] *= s;
-}
-
-__global__ void k_fill(float *x, float v, int64_t n)
-{
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n)
-        x[i] = v;
-}
-
-__global__ void k_ema(float *t, const float *s, float m, int64_t n)
-{
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n)
-        t[i] = t[i] * m + s[i] * (1.0f - m);
-}
-
-/* ---- ops ---- */
+// Row-major C (M, N) = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: every
+// call below passes B before A, with the row-major leading dimensions.
 
 void cu_matmul(backend *be, tensor c, tensor a, tensor b, int trans_a, int trans_b, float alpha, float beta)
 {
     int batched = c.ndim == 3;
     int64_t batch = batched ? c.shape[0] : 1;
     int64_t m = c.shape[c.ndim - 2], n = c.shape[c.ndim - 1];
-    int64_t a_rows = a.shape[a.ndim - 2], a_cols = a.shape[a.ndim - 1], b_cols = b.shape[b.ndim - 1];
+    int64_t a_rows = a.shape[a.ndim - 2], a_cols = a.shape[a.ndim - 1];
+    int64_t b_rows = b.shape[b.ndim - 2], b_cols = b.shape[b.ndim - 1];
     int64_t k = trans_a ? a_rows : a_cols;
+    if ((trans_a ? a_cols : a_rows) != m || (trans_b ? b_cols : b_rows) != k) {
+        cuda_record_invalid(be, "matmul: op(a) is (%lld, %lld) and op(b) (%lld, %lld) for c (%lld, %lld)",
+                            (long long)(trans_a ? a_cols : a_rows), (long long)k,
+                            (long long)(trans_b ? b_cols : b_rows), (long long)(trans_b ? b_rows : b_cols),
+                            (long long)m, (long long)n);
+        return;
+    }
+    if (!batch || !m || !n)
+        return;
     long long sa = batched && a.ndim == 3 ? a_rows * a_cols : 0;
-    long long sb = batched && b.ndim == 3 ? b.shape[b.ndim - 2] * b_cols : 0;
-    /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T */
-    cublasSgemmStridedBatched(impl_of(be)->cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                              trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m, (int)k, &alpha, cfp(b),
-                              (int)b_cols, sb, cfp(a), (int)a_cols, sa, &beta, fp(c), (int)n, m * n, (int)batch);
+    long long sb = batched && b.ndim == 3 ? b_rows * b_cols : 0;
+    cuda_record_cublas(be,
+                       cublasSgemmStridedBatched(cuda_impl_of(be)->cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                                 trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m, (int)k, &alpha,
+                                                 cuda_cf32(b), (int)b_cols, sb, cuda_cf32(a), (int)a_cols, sa, &beta,
+                                                 cuda_f32(c), (int)n, m * n, (int)batch),
+                       "matmul");
+}
+
+__global__ void fill_rows_kernel(float *out, const float *row, int64_t rows, int64_t cols)
+{
+    CUDA_GRID_STRIDE(i, rows * cols)
+    out[i] = row[i % cols];
 }
 
 void cu_linear_forward(backend *be, tensor out, tensor in, tensor w, tensor bias)
 {
     int64_t m = tensor_rows(in), k = tensor_cols(in), n = w.shape[0];
+    if (w.shape[1] != k || tensor_cols(out) != n || tensor_rows(out) != m) {
+        cuda_record_invalid(be, "linear_forward: in (%lld, %lld), w (%lld, %lld), out (%lld, %lld)", (long long)m,
+                            (long long)k, (long long)w.shape[0], (long long)w.shape[1], (long long)tensor_rows(out),
+                            (long long)tensor_cols(out));
+        return;
+    }
+    if (!m || !n)
+        return;
+    if (cuda_impl_of(be)->use_lt) {
+        cuda_lt_gemm g = {1, 0, n, m, k, cuda_cf32(w), k, cuda_cf32(in), k, cuda_f32(out), n, 0.0f,
+                          tensor_present(bias) ? cuda_cf32(bias) : nullptr};
+        if (!cuda_lt_matmul(be, &g))
+            return;
+    }
     float one = 1.0f, beta = 0.0f;
     if (tensor_present(bias)) {
-        k_fill_rows<<<blocks_for(m * n), 256, 0, impl_of(be)->stream>>>(fp(out), cfp(bias), m, n);
+        // the bias rows first, then the product added onto them: the CPU's order
+        fill_rows_kernel<<<cuda_grid(be, m * n), 256, 0, cuda_stream(be)>>>(cuda_f32(out), cuda_cf32(bias), m, n);
+        cuda_check_launch(be, "linear_forward");
         beta = 1.0f;
     }
-    cublasSgemm(impl_of(be)->cublas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)m, (int)k, &one, cfp(w), (int)k, cfp(in),
-                (int)k, &beta, fp(out), (int)n);
+    cuda_record_cublas(be,
+                       cublasSgemm(cuda_impl_of(be)->cublas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)m, (int)k, &one,
+                                   cuda_cf32(w), (int)k, cuda_cf32(in), (int)k, &beta, cuda_f32(out), (int)n),
+                       "linear_forward");
 }
 
 void cu_linear_backward(backend *be, tensor din, int accumulate, tensor dw, tensor dbias, tensor dout, tensor in,
@@ -169,48 +261,30 @@ void cu_linear_backward(backend *be, tensor din, int accumulate, tensor dw, tens
 {
     int64_t m = tensor_rows(dout), n = tensor_cols(dout), k = w.shape[1];
     float one = 1.0f, beta_in = accumulate ? 1.0f : 0.0f;
-    cublasHandle_t h = impl_of(be)->cublas;
-    if (tensor_present(din))
-        cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, (int)k, (int)m, (int)n, &one, cfp(w), (int)k, cfp(dout), (int)n,
-                    &beta_in, fp(din), (int)k);
-    if (tensor_present(dw))
-        cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, (int)k, (int)n, (int)m, &one, cfp(in), (int)k, cfp(dout), (int)n,
-                    &one, fp(dw), (int)k);
+    cublasHandle_t h = cuda_impl_of(be)->cublas;
+    if (!n || !k)
+        return;
+    if (!m) {
+        // no rows: din is empty and the parameter gradients get nothing
+        return;
+    }
+    int lt = cuda_impl_of(be)->use_lt;
+    // din (M, K) = dout (M, N) w (N, K)
+    cuda_lt_gemm g_din = {0, 0, k, m, n, cuda_cf32(w), k, cuda_cf32(dout), n, cuda_f32(din), k, beta_in, nullptr};
+    if (tensor_present(din) && (!lt || cuda_lt_matmul(be, &g_din)))
+        cuda_record_cublas(be,
+                           cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, (int)k, (int)m, (int)n, &one, cuda_cf32(w),
+                                       (int)k, cuda_cf32(dout), (int)n, &beta_in, cuda_f32(din), (int)k),
+                           "linear_backward (din)");
+    // dw (N, K) += dout^T (N, M) in (M, K)
+    cuda_lt_gemm g_dw = {0, 1, k, n, m, cuda_cf32(in), k, cuda_cf32(dout), n, cuda_f32(dw), k, 1.0f, nullptr};
+    if (tensor_present(dw) && (!lt || cuda_lt_matmul(be, &g_dw)))
+        cuda_record_cublas(be,
+                           cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, (int)k, (int)n, (int)m, &one, cuda_cf32(in),
+                                       (int)k, cuda_cf32(dout), (int)n, &one, cuda_f32(dw), (int)k),
+                           "linear_backward (dw)");
     if (tensor_present(dbias))
-        k_column_sums_add<<<blocks_for(n), 256, 0, impl_of(be)->stream>>>(fp(dbias), cfp(dout), m, n);
-}
-
-void cu_gelu_forward(backend *be, tensor out, tensor in)
-{
-    k_gelu_forward<<<blocks_for(numel(in)), 256, 0, impl_of(be)->stream>>>(fp(out), cfp(in), numel(in));
-}
-
-void cu_gelu_backward(backend *be, tensor din, tensor dout, tensor in)
-{
-    k_gelu_backward<<<blocks_for(numel(in)), 256, 0, impl_of(be)->stream>>>(fp(din), cfp(dout), cfp(in), numel(in));
-}
-
-void cu_add(backend *be, tensor out, tensor a, tensor b)
-{
-    k_add<<<blocks_for(numel(out)), 256, 0, impl_of(be)->stream>>>(fp(out), cfp(a), cfp(b), numel(out));
-}
-
-void cu_accumulate(backend *be, tensor acc, tensor x) { cu_add(be, acc, acc, x); }
-
-void cu_scale(backend *be, tensor x, float s)
-{
-    k_scale<<<blocks_for(numel(x)), 256, 0, impl_of(be)->stream>>>(fp(x), s, numel(x));
-}
-
-void cu_fill(backend *be, tensor x, float v)
-{
-    k_fill<<<blocks_for(numel(x)), 256, 0, impl_of(be)->stream>>>(fp(x), v, numel(x));
-}
-
-void cu_ema(backend *be, tensor target, tensor source, float momentum)
-{
-    k_ema<<<blocks_for(numel(target)), 256, 0, impl_of(be)->stream>>>(fp(target), cfp(source), momentum,
-                                                                      numel(target));
+        cuda_column_sums_add(be, cuda_f32(dbias), cuda_cf32(dout), m, n, "linear_backward (dbias)");
 }
 
 backend_ops make_ops()
@@ -226,17 +300,63 @@ backend_ops make_ops()
     o.matmul = cu_matmul;
     o.linear_forward = cu_linear_forward;
     o.linear_backward = cu_linear_backward;
-    o.gelu_forward = cu_gelu_forward;
-    o.gelu_backward = cu_gelu_backward;
-    o.add = cu_add;
-    o.accumulate = cu_accumulate;
-    o.scale = cu_scale;
-    o.fill = cu_fill;
-    o.ema = cu_ema;
+    o.gelu_forward = cuda_gelu_forward;
+    o.gelu_backward = cuda_gelu_backward;
+    o.layernorm_forward = cuda_layernorm_forward;
+    o.layernorm_backward = cuda_layernorm_backward;
+    o.add = cuda_add;
+    o.accumulate = cuda_accumulate;
+    o.scale = cuda_scale;
+    o.attention_forward = cuda_attention_forward;
+    o.attention_backward = cuda_attention_backward;
+    o.dropout_forward = cuda_dropout_forward;
+    o.dropout_backward = cuda_dropout_backward;
+    o.embedding_forward = cuda_embedding_forward;
+    o.embedding_backward = cuda_embedding_backward;
+    o.patchify = cuda_patchify;
+    o.vit_embed_forward = cuda_vit_embed_forward;
+    o.vit_embed_backward = cuda_vit_embed_backward;
+    o.l2norm_forward = cuda_l2norm_forward;
+    o.l2norm_backward = cuda_l2norm_backward;
+    o.copy_rows = cuda_copy_rows;
+    o.gather_rows = cuda_gather_rows;
+    o.scatter_add_rows = cuda_scatter_add_rows;
+    o.div_scalar_forward = cuda_div_scalar_forward;
+    o.div_scalar_backward = cuda_div_scalar_backward;
+    o.clamp = cuda_clamp;
+    o.softmax_rows = cuda_softmax_rows;
+    o.softmax_xent = cuda_softmax_xent;
+    o.reduce_sum = cuda_reduce_sum;
+    o.reduce_sumsq = cuda_reduce_sumsq;
+    o.fill = cuda_fill;
+    o.fill_normal = cuda_fill_normal;
+    o.cast = cuda_cast;
+    o.adamw = cuda_adamw;
+    o.ema = cuda_ema;
     return o;
 }
 
 const backend_ops cuda_ops = make_ops();
+
+void release(cuda_impl *c)
+{
+    cuda_lt_cache_destroy(c);
+    if (c->lt)
+        cublasLtDestroy(c->lt);
+    if (c->cublas)
+        cublasDestroy(c->cublas);
+    if (c->cublas_workspace)
+        cudaFree(c->cublas_workspace);
+    if (c->scratch)
+        cudaFree(c->scratch);
+    if (c->device_status)
+        cudaFree(c->device_status);
+    if (c->staging)
+        cudaFreeHost(c->staging);
+    if (c->stream)
+        cudaStreamDestroy(c->stream);
+    free(c);
+}
 
 } // namespace
 
@@ -246,28 +366,58 @@ extern "C" int cuda_backend_create(backend **out, char *msg, size_t cap)
     cuda_impl *c = static_cast<cuda_impl *>(calloc(1, sizeof(cuda_impl)));
     backend *be = static_cast<backend *>(calloc(1, sizeof(backend)));
     if (!c || !be) {
-        snprintf(msg, cap, "out of memory");
+        snprintf(msg, cap, "out of host memory");
         free(c);
         free(be);
         return 1;
     }
-    cudaError_t err = cudaStreamCreate(&c->stream);
+    int device = 0;
+    cudaError_t err = cudaGetDevice(&device);
+    err = err ? err : cudaDeviceGetAttribute(&c->num_sms, cudaDevAttrMultiProcessorCount, device);
+    err = err ? err : cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
+    err = err ? err : cudaMalloc(&c->scratch, SCRATCH_BYTES);
+    err = err ? err : cudaMalloc(&c->cublas_workspace, CUBLAS_WORKSPACE_BYTES);
+    err = err ? err : cudaMalloc(&c->device_status, sizeof(int));
+    err = err ? err : cudaMemsetAsync(c->device_status, 0, sizeof(int), c->stream);
+    // without pinned memory, uploads wait for their copies instead
+    if (!err && cudaHostAlloc((void **)&c->staging, STAGING_BYTES, cudaHostAllocDefault) != cudaSuccess) {
+        (void)cudaGetLastError();
+        c->staging = nullptr;
+    }
     if (err != cudaSuccess) {
-        snprintf(msg, cap, "cannot create a CUDA stream: %s", cudaGetErrorString(err));
-        free(c);
+        snprintf(msg, cap, "cannot set up the CUDA back end: %s", cudaGetErrorString(err));
+        release(c);
         free(be);
         return 1;
     }
-    if (cublasCreate(&c->cublas) != CUBLAS_STATUS_SUCCESS) {
-        snprintf(msg, cap, "cannot initialise cuBLAS");
-        cudaStreamDestroy(c->stream);
-        free(c);
+    c->scratch_bytes = SCRATCH_BYTES;
+    c->staging_bytes = c->staging ? STAGING_BYTES : 0;
+    c->cublas_workspace_bytes = CUBLAS_WORKSPACE_BYTES;
+    cublasStatus_t st = cublasCreate(&c->cublas);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        c->cublas = nullptr;
+        snprintf(msg, cap, "cannot initialise cuBLAS: %s", cublasGetStatusString(st));
+        release(c);
         free(be);
         return 1;
     }
-    cublasSetStream(c->cublas, c->stream);
-    /* fp32 parity mode: no TF32 tensor-core rounding */
-    cublasSetMathMode(c->cublas, CUBLAS_DEFAULT_MATH);
+    if (cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS || cuda_lt_cache_create(c)) {
+        c->lt = nullptr;
+        snprintf(msg, cap, "cannot initialise cuBLASLt");
+        release(c);
+        free(be);
+        return 1;
+    }
+    st = cublasSetStream(c->cublas, c->stream);
+    st = st ? st : cublasSetWorkspace(c->cublas, c->cublas_workspace, c->cublas_workspace_bytes);
+    // parity mode: plain fp32 products, no TF32 rounding of the inputs
+    st = st ? st : cublasSetMathMode(c->cublas, CUBLAS_DEFAULT_MATH);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        snprintf(msg, cap, "cannot configure cuBLAS: %s", cublasGetStatusString(st));
+        release(c);
+        free(be);
+        return 1;
+    }
     be->ops = &cuda_ops;
     be->kind = BACKEND_CUDA;
     be->name = "cuda";
@@ -280,9 +430,47 @@ extern "C" void cuda_backend_destroy(backend *be)
 {
     if (!be)
         return;
-    cuda_impl *c = impl_of(be);
-    cublasDestroy(c->cublas);
-    cudaStreamDestroy(c->stream);
-    free(c);
+    cudaStreamSynchronize(cuda_stream(be));
+    release(cuda_impl_of(be));
     free(be);
+}
+
+extern "C" int cuda_backend_last_error(backend *be, char *msg, size_t cap)
+{
+    cuda_impl *c = cuda_impl_of(be);
+    cuda_record(be, stream_sync(c), "synchronize");
+    cuda_record(be, cudaGetLastError(), "synchronize");
+    collect_device_status(be);
+    if (cap)
+        snprintf(msg, cap, "%s", c->has_error ? c->error_msg : "");
+    return c->has_error;
+}
+
+extern "C" void cuda_backend_clear_error(backend *be)
+{
+    cuda_impl *c = cuda_impl_of(be);
+    stream_sync(c);
+    (void)cudaGetLastError();
+    cudaMemsetAsync(c->device_status, 0, sizeof(int), c->stream);
+    c->has_error = c->error_reported = 0;
+    c->first_error = cudaSuccess;
+    c->error_msg[0] = '\0';
+}
+
+extern "C" int cuda_backend_set_tf32(backend *be, int on)
+{
+    cuda_impl *c = cuda_impl_of(be);
+    cublasStatus_t st = cublasSetMathMode(c->cublas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+    if (st != CUBLAS_STATUS_SUCCESS)
+        return 1;
+    c->tf32 = !!on;
+    return 0;
+}
+
+extern "C" void cuda_backend_set_lt(backend *be, int on) { cuda_impl_of(be)->use_lt = !!on; }
+
+extern "C" int cuda_backend_memory(backend *be, size_t *free_bytes, size_t *total_bytes)
+{
+    (void)be;
+    return cudaMemGetInfo(free_bytes, total_bytes) != cudaSuccess;
 }

@@ -17,7 +17,8 @@ enum {
     O_IMAGE_ROOT = TRAIN_CLI_FIRST, O_VOCAB, O_INIT, O_RESUME, O_EPOCHS, O_STEPS, O_ACCUM, O_LR, O_MIN_LR,
     O_WARMUP_LR, O_WARMUP_EPOCHS, O_SCHEDULE, O_WARMUP_STEPS, O_WD, O_ALPHA, O_NO_ALPHA_WARMUP, O_MOMENTUM,
     O_DROPOUT, O_NO_TEACHER_DROPOUT, O_MAX_TOKENS, O_MAX_WORDS, O_CROP_SCALE, O_NO_AUGMENT, O_NO_CROP, O_NO_FLIP,
-    O_QUEUE_FROM, O_ITC_ONLY_STEPS, O_RANDOM_NEGATIVES_STEPS, O_IMAGE_RES, O_SEED, O_WORKERS, O_DEVICE, O_SAVE_EVERY, O_KEEP, O_LOG,
+    O_QUEUE_FROM, O_ITC_ONLY_STEPS, O_RANDOM_NEGATIVES_STEPS, O_IMAGE_RES, O_SEED, O_WORKERS, O_DEVICE,
+    O_PRECISION, O_SAVE_EVERY, O_KEEP, O_LOG,
 };
 
 const struct option train_cli_longs[] = {
@@ -56,6 +57,7 @@ const struct option train_cli_longs[] = {
     {"seed", required_argument, 0, O_SEED},
     {"workers", required_argument, 0, O_WORKERS},
     {"device", required_argument, 0, O_DEVICE},
+    {"precision", required_argument, 0, O_PRECISION},
     {"save-every", required_argument, 0, O_SAVE_EVERY},
     {"keep", required_argument, 0, O_KEEP},
     {"log", required_argument, 0, O_LOG},
@@ -71,7 +73,7 @@ void train_cli_defaults(train_cli *o)
         .epochs = 30, .batch = 64, .accum = 1, .workers = 4, .max_tokens = 25, .max_words = 30, .keep = 3,
         .alpha_warmup = 1, .teacher_dropout = 1, .lr = 1e-4, .min_lr = 1e-5, .warmup_lr = 1e-5,
         .warmup_epochs = 20, .warmup_steps = 1000, .weight_decay = 0.02, .alpha = -1, .momentum = -1,
-        .dropout = 0.1, .seed = 42, .device = "cpu", .schedule = LR_ALBEF, .augment = 1, .crop_min = 0.2,
+        .dropout = 0.1, .seed = 42, .device = "cpu", .precision = "fp32", .schedule = LR_ALBEF, .augment = 1, .crop_min = 0.2,
         .crop = 1, .flip = 1,
     };
 }
@@ -107,6 +109,11 @@ int train_cli_option(train_cli *o, int code, const char *arg, char *err, size_t 
     case O_RESUME: o->resume = arg; break;
     case O_LOG: o->log_path = arg; break;
     case O_DEVICE: o->device = arg; break;
+    case O_PRECISION:
+        if (strcmp(arg, "fp32") && strcmp(arg, "tf32") && strcmp(arg, "bf16"))
+            return bad(err, cap, "--precision", "fp32, tf32 or bf16", arg);
+        o->precision = arg;
+        break;
     case 'q': o->quiet = 1; break;
     case O_NO_ALPHA_WARMUP: o->alpha_warmup = 0; break;
     case O_NO_TEACHER_DROPOUT: o->teacher_dropout = 0; break;
@@ -224,6 +231,8 @@ void train_cli_usage(FILE *f, const train_cli *o)
             "      --seed S             random seed (default %llu)\n"
             "      --workers N          data loading threads (default %d)\n"
             "      --device D           cpu (default) or cuda\n"
+            "      --precision P        fp32 (default: the CPU's arithmetic) or tf32 (cuda: matrix products\n"
+            "                           on tensor cores)\n"
             "\n"
             "Checkpoints and logs:\n"
             "      --save-every N       also save every N optimizer steps (default: each epoch)\n"
@@ -287,6 +296,7 @@ int train_session_open(train_session *s, const train_cli *o, enum albef_task tas
     if (!rc && o->log_path && !(s->log = fopen(o->log_path, "a")))
         rc = albef_error(ALBEF_ERR_IO, "%s: cannot open: %s", o->log_path, strerror(errno));
     rc = rc ? rc : backend_create(o->device, &s->be);
+    rc = rc ? rc : backend_set_precision(s->be, o->precision);
     if (rc)
         return rc;
     albef_log(ALBEF_LOG_INFO, "%zu training items from %d manifest(s)", manifest_count(s->m), n);

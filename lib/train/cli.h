@@ -20,7 +20,7 @@
 #include <stdio.h>
 
 typedef struct {
-    const char *image_root, *vocab, *config, *out, *init, *resume, *log_path, *device;
+    const char *image_root, *vocab, *config, *out, *init, *resume, *log_path, *device, *precision;
     int epochs, batch, accum, workers, max_tokens, max_words, keep, quiet, alpha_warmup, teacher_dropout;
     int augment, crop, flip, image_res, warmup_epochs;
     int64_t steps, save_every, warmup_steps, queue_from, itc_only_steps, random_negatives_steps;

@@ -1,0 +1,313 @@
+// Elementwise ops: GELU, sums and scalings, dropout, fills, casts, and the
+// optimiser passes over the parameter arena (AdamW, EMA). Grid-stride loops
+// over int64 element counts; every element depends on its own inputs only.
+#include "cuda_internal.cuh"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+
+#define INV_SQRT2 0.70710678118654752440f
+#define INV_SQRT_2PI 0.39894228040143267794f
+
+namespace {
+
+__global__ void gelu_forward_kernel(float *y, const float *x, int64_t n)
+{
+    CUDA_GRID_STRIDE(i, n)
+    {
+        float v = x[i];
+        y[i] = 0.5f * v * (1.0f + erff(v * INV_SQRT2));
+    }
+}
+
+__global__ void gelu_backward_kernel(float *dx, const float *dy, const float *x, int64_t n)
+{
+    CUDA_GRID_STRIDE(i, n)
+    {
+        float v = x[i];
+        float cdf = 0.5f * (1.0f + erff(v * INV_SQRT2));
+        float pdf = INV_SQRT_2PI * expf(-0.5f * v * v);
+        dx[i] = dy[i] * (cdf + v * pdf);
+    }
+}
+
+__global__ void add_kernel(float *out, const float *a, const float *b, int64_t n)
+{
+    CUDA_GRID_STRIDE(i, n)
+    out[i] = a[i] + b[i];
+}
+
+__global__ void scale_kernel(float *x, float s, int64_t n)
+{
+    CUDA_GRID_STRIDE(i, n)
+    x[i] *= s;
+}
+
+__global__ void clamp_kernel(float *x, float lo, float hi, int64_t n)
+{
+    CUDA_GRID_STRIDE(i, n)
+    {
+        float v = x[i];
+        x[i] = v < lo ? lo : v > hi ? hi : v;
+    }
+}
+
+__global__ void fill_kernel(float *x, float value, int64_t n)
+{
+    CUDA_GRID_STRIDE(i, n)
+    x[i] = value;
+}
+
+// Box-Muller over two counter-based uniforms per element: the values depend
+// on (seed, index) only, not on the launch shape.
+__global__ void fill_normal_kernel(float *x, float mean, float std, uint64_t seed, int64_t n)
+{
+    CUDA_GRID_STRIDE(i, n)
+    {
+        uint64_t a = seed + 0x9e3779b97f4a7c15ull * (uint64_t)(2 * i + 1);
+        uint64_t b = seed + 0x9e3779b97f4a7c15ull * (uint64_t)(2 * i + 2);
+        a = (a ^ (a >> 30)) * 0xbf58476d1ce4e5b9ull;
+        a = (a ^ (a >> 27)) * 0x94d049bb133111ebull;
+        a ^= a >> 31;
+        b = (b ^ (b >> 30)) * 0xbf58476d1ce4e5b9ull;
+        b = (b ^ (b >> 27)) * 0x94d049bb133111ebull;
+        b ^= b >> 31;
+        double u1 = ((double)(a >> 11) + 1.0) * 0x1p-53; /* (0, 1]: log stays finite */
+        double u2 = (double)(b >> 11) * 0x1p-53;
+        double z = sqrt(-2.0 * log(u1)) * cospi(2.0 * u2);
+        x[i] = mean + std * (float)z;
+    }
+}
+
+__global__ void dropout_kernel(float *y, const float *x, uint64_t seed, uint32_t threshold, float keep_scale, int64_t n)
+{
+    CUDA_GRID_STRIDE(i, n)
+    y[i] = cuda_dropout_keep(seed, (uint64_t)i, threshold) ? x[i] * keep_scale : 0.0f;
+}
+
+__global__ void div_scalar_kernel(float *out, const float *in, const float *s, int64_t n)
+{
+    float d = s[0];
+    CUDA_GRID_STRIDE(i, n)
+    out[i] = in[i] / d;
+}
+
+__global__ void f32_to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int64_t n)
+{
+    CUDA_GRID_STRIDE(i, n)
+    dst[i] = __float2bfloat16_rn(src[i]);
+}
+
+__global__ void f32_to_f16_kernel(__half *dst, const float *src, int64_t n)
+{
+    CUDA_GRID_STRIDE(i, n)
+    dst[i] = __float2half_rn(src[i]);
+}
+
+__global__ void bf16_to_f32_kernel(float *dst, const __nv_bfloat16 *src, int64_t n)
+{
+    CUDA_GRID_STRIDE(i, n)
+    dst[i] = __bfloat162float(src[i]);
+}
+
+__global__ void f16_to_f32_kernel(float *dst, const __half *src, int64_t n)
+{
+    CUDA_GRID_STRIDE(i, n)
+    dst[i] = __half2float(src[i]);
+}
+
+__global__ void i32_to_f32_kernel(float *dst, const int32_t *src, int64_t n)
+{
+    CUDA_GRID_STRIDE(i, n)
+    dst[i] = (float)src[i];
+}
+
+// The CPU's AdamW arithmetic, operation for operation, with contraction into
+// fused multiply-adds ruled out (__fmul_rn, __fadd_rn), so that equal inputs
+// give equal weights on both back ends.
+__global__ void adamw_kernel(float *w, const float *g, float *m, float *v, float decay, float beta1, float beta2,
+                             float eps, float step_size, float bias2_sqrt, int64_t n)
+{
+    float one_minus_b1 = 1.0f - beta1, one_minus_b2 = 1.0f - beta2;
+    CUDA_GRID_STRIDE(i, n)
+    {
+        float gi = g[i];
+        float wi = __fmul_rn(w[i], decay);
+        float mi = __fadd_rn(__fmul_rn(m[i], beta1), __fmul_rn(one_minus_b1, gi));
+        float vi = __fadd_rn(__fmul_rn(v[i], beta2), __fmul_rn(__fmul_rn(one_minus_b2, gi), gi));
+        float denom = __fadd_rn(sqrtf(vi) / bias2_sqrt, eps);
+        w[i] = __fsub_rn(wi, __fmul_rn(step_size, mi / denom));
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+__global__ void ema_kernel(float *t, const float *s, float m, int64_t n)
+{
+    float one_minus_m = 1.0f - m;
+    CUDA_GRID_STRIDE(i, n)
+    t[i] = __fadd_rn(__fmul_rn(t[i], m), __fmul_rn(s[i], one_minus_m));
+}
+
+} // namespace
+
+void cuda_gelu_forward(backend *be, tensor out, tensor in)
+{
+    int64_t n = tensor_numel(in);
+    if (!n)
+        return;
+    gelu_forward_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(out), cuda_cf32(in), n);
+    cuda_check_launch(be, "gelu_forward");
+}
+
+void cuda_gelu_backward(backend *be, tensor din, tensor dout, tensor in)
+{
+    int64_t n = tensor_numel(in);
+    if (!n || !tensor_present(din))
+        return;
+    gelu_backward_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(din), cuda_cf32(dout),
+                                                                         cuda_cf32(in), n);
+    cuda_check_launch(be, "gelu_backward");
+}
+
+void cuda_add(backend *be, tensor out, tensor a, tensor b)
+{
+    int64_t n = tensor_numel(out);
+    if (!n)
+        return;
+    add_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(out), cuda_cf32(a), cuda_cf32(b), n);
+    cuda_check_launch(be, "add");
+}
+
+void cuda_accumulate(backend *be, tensor acc, tensor x) { cuda_add(be, acc, acc, x); }
+
+void cuda_scale(backend *be, tensor x, float s)
+{
+    int64_t n = tensor_numel(x);
+    if (!n)
+        return;
+    scale_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(x), s, n);
+    cuda_check_launch(be, "scale");
+}
+
+void cuda_clamp(backend *be, tensor x, float lo, float hi)
+{
+    int64_t n = tensor_numel(x);
+    if (!n)
+        return;
+    clamp_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(x), lo, hi, n);
+    cuda_check_launch(be, "clamp");
+}
+
+void cuda_fill(backend *be, tensor x, float value)
+{
+    int64_t n = tensor_numel(x);
+    if (!n)
+        return;
+    fill_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(x), value, n);
+    cuda_check_launch(be, "fill");
+}
+
+void cuda_fill_normal(backend *be, tensor x, float mean, float std, uint64_t seed)
+{
+    int64_t n = tensor_numel(x);
+    if (!n)
+        return;
+    fill_normal_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(x), mean, std, seed, n);
+    cuda_check_launch(be, "fill_normal");
+}
+
+void cuda_dropout_forward(backend *be, tensor out, tensor in, float p, uint64_t seed)
+{
+    int64_t n = tensor_numel(in);
+    if (!n || !tensor_present(out))
+        return;
+    if (p <= 0.0f) {
+        if (out.data != in.data)
+            cuda_record(be,
+                        cudaMemcpyAsync(out.data, in.data, sizeof(float) * (size_t)n, cudaMemcpyDeviceToDevice,
+                                        cuda_stream(be)),
+                        "dropout");
+        return;
+    }
+    float keep_scale = 1.0f / (1.0f - p);
+    dropout_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(out), cuda_cf32(in), seed,
+                                                                   cuda_dropout_threshold(p), keep_scale, n);
+    cuda_check_launch(be, "dropout");
+}
+
+// The mask is regenerated from (seed, index), never stored.
+void cuda_dropout_backward(backend *be, tensor din, tensor dout, float p, uint64_t seed)
+{
+    cuda_dropout_forward(be, din, dout, p, seed);
+}
+
+void cuda_div_scalar_forward(backend *be, tensor out, tensor in, tensor s)
+{
+    int64_t n = tensor_numel(in);
+    if (!n)
+        return;
+    div_scalar_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(out), cuda_cf32(in), cuda_cf32(s), n);
+    cuda_check_launch(be, "div_scalar_forward");
+}
+
+void cuda_cast(backend *be, tensor dst, tensor src)
+{
+    int64_t n = tensor_numel(src);
+    if (tensor_numel(dst) != n) {
+        cuda_record_invalid(be, "cast: %lld elements into %lld", (long long)n, (long long)tensor_numel(dst));
+        return;
+    }
+    if (!n)
+        return;
+    unsigned grid = cuda_grid(be, n);
+    cudaStream_t s = cuda_stream(be);
+    if (dst.dtype == src.dtype) {
+        cuda_record(be, cudaMemcpyAsync(dst.data, src.data, tensor_nbytes(src), cudaMemcpyDeviceToDevice, s), "cast");
+        return;
+    }
+    if (src.dtype == DTYPE_F32 && dst.dtype == DTYPE_BF16)
+        f32_to_bf16_kernel<<<grid, 256, 0, s>>>(static_cast<__nv_bfloat16 *>(dst.data), cuda_cf32(src), n);
+    else if (src.dtype == DTYPE_F32 && dst.dtype == DTYPE_F16)
+        f32_to_f16_kernel<<<grid, 256, 0, s>>>(static_cast<__half *>(dst.data), cuda_cf32(src), n);
+    else if (src.dtype == DTYPE_BF16 && dst.dtype == DTYPE_F32)
+        bf16_to_f32_kernel<<<grid, 256, 0, s>>>(cuda_f32(dst), static_cast<const __nv_bfloat16 *>(src.data), n);
+    else if (src.dtype == DTYPE_F16 && dst.dtype == DTYPE_F32)
+        f16_to_f32_kernel<<<grid, 256, 0, s>>>(cuda_f32(dst), static_cast<const __half *>(src.data), n);
+    else if (src.dtype == DTYPE_I32 && dst.dtype == DTYPE_F32)
+        i32_to_f32_kernel<<<grid, 256, 0, s>>>(cuda_f32(dst), cuda_ci32(src), n);
+    else {
+        cuda_record_invalid(be, "cast: %s to %s is not supported on CUDA (F32 <-> BF16/F16, I32 -> F32)",
+                            dtype_name(src.dtype), dtype_name(dst.dtype));
+        return;
+    }
+    cuda_check_launch(be, "cast");
+}
+
+void cuda_adamw(backend *be, tensor param, tensor grad, tensor m, tensor v, float lr, float beta1, float beta2,
+                float eps, float weight_decay, int step)
+{
+    int64_t n = tensor_numel(param);
+    if (!n)
+        return;
+    // the scalars exactly as the CPU back end computes them
+    float bias1 = 1.0f - powf(beta1, (float)step);
+    float bias2 = 1.0f - powf(beta2, (float)step);
+    float step_size = lr / bias1;
+    float bias2_sqrt = sqrtf(bias2);
+    float decay = 1.0f - lr * weight_decay;
+    adamw_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(param), cuda_cf32(grad), cuda_f32(m),
+                                                                 cuda_f32(v), decay, beta1, beta2, eps, step_size,
+                                                                 bias2_sqrt, n);
+    cuda_check_launch(be, "adamw");
+}
+
+void cuda_ema(backend *be, tensor target, tensor source, float momentum)
+{
+    int64_t n = tensor_numel(target);
+    if (!n)
+        return;
+    ema_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(target), cuda_cf32(source), momentum, n);
+    cuda_check_launch(be, "ema");
+}
