@@ -76,10 +76,8 @@ static int parse_options(int argc, char **argv, options *o)
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
     };
-    int n_own = (int)(sizeof own / sizeof own[0]), n_tc = train_cli_count();
     struct option longs[64];
-    memcpy(longs, own, sizeof own);
-    memcpy(longs + n_own, train_cli_longs, sizeof(struct option) * (size_t)(n_tc + 1));
+    train_cli_merge_longs(own, (int)(sizeof own / sizeof own[0]), longs, 64);
     *o = (options){.k = 256, .eval_batch = 64, .eval_tokens = 30};
     /* Retrieval_coco.yaml */
     train_cli_defaults(&o->tc);
@@ -117,14 +115,9 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case 'h': usage(stdout, &o->tc); exit(0);
         case 'V': printf(PROG " %s\n", albef_version()); exit(0);
-        case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
-        case '?': return usage_error("unknown option '%s'", argv[optind - 1]);
         default:
-            switch (train_cli_option(&o->tc, c, optarg, err, sizeof err)) {
-            case 1: break;
-            case -1: return usage_error("%s", err);
-            default: return usage_error("unknown option '%s'", argv[optind - 1]);
-            }
+            if (train_cli_other(&o->tc, c, optarg, argv[optind - 1], err, sizeof err))
+                return usage_error("%s", err);
         }
     }
     if (optind < argc)

@@ -67,6 +67,30 @@ const struct option train_cli_longs[] = {
 
 int train_cli_count(void) { return (int)(sizeof train_cli_longs / sizeof train_cli_longs[0]) - 1; }
 
+void train_cli_merge_longs(const struct option *own, int n_own, struct option *longs, int cap)
+{
+    int n_tc = train_cli_count();
+    if (n_own + n_tc + 1 > cap) {
+        fprintf(stderr, "train_cli_merge_longs: %d options do not fit in %d\n", n_own + n_tc + 1, cap);
+        abort();
+    }
+    memcpy(longs, own, sizeof(struct option) * (size_t)n_own);
+    memcpy(longs + n_own, train_cli_longs, sizeof(struct option) * (size_t)(n_tc + 1));
+}
+
+int train_cli_other(train_cli *o, int code, const char *arg, const char *text, char *err, size_t cap)
+{
+    if (code == ':') {
+        snprintf(err, cap, "option '%s' needs a value", text);
+        return -1;
+    }
+    switch (code == '?' ? 0 : train_cli_option(o, code, arg, err, cap)) {
+    case 1: return 0;
+    case -1: return -1;
+    default: snprintf(err, cap, "unknown option '%s'", text); return -1;
+    }
+}
+
 void train_cli_defaults(train_cli *o)
 {
     *o = (train_cli){

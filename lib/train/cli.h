@@ -38,6 +38,16 @@ enum { TRAIN_CLI_FIRST = 0x1000 };
 extern const struct option train_cli_longs[];
 int train_cli_count(void);
 
+/* A program's own long options (n_own of them) followed by the shared ones
+ * and the terminating entry, into longs (cap entries). */
+void train_cli_merge_longs(const struct option *own, int n_own, struct option *longs, int cap);
+
+/* For every getopt_long result a program does not handle itself: the
+ * shared options, a missing value (':') and an unknown option ('?').
+ * `text` is the option as written (argv[optind - 1]). 0 when handled, -1
+ * with a usage message in err. */
+int train_cli_other(train_cli *o, int code, const char *arg, const char *text, char *err, size_t cap);
+
 /* Handles option `code` with `arg`: 1 when it was one of the shared options,
  * 0 when it was not, -1 on a bad value (usage message in err). */
 int train_cli_option(train_cli *o, int code, const char *arg, char *err, size_t cap);
