@@ -21,6 +21,12 @@
 #                        weights, saved as Pretrain.py saves, plus small queues
 #                        and momentum projections
 #
+#       bert_small.bin   Hugging Face BERT names (LayerNorm gamma/beta as in the
+#                        original upload, pooler, NSP head, the tied decoder)
+#                        shaped for testdata/reference/small
+#       deit_small.pth   timm DeiT names under 'model' (head, 224 px: 197
+#                        position rows), shaped for the same config
+#
 #   /usr/bin/python3 scripts/dev/make_pth_fixtures.py --check-strict OUT.safetensors
 #       loads a file written by `albef-export convert` into the reference model
 #       with load_state_dict(strict=True) (momentum copies and queues dropped
@@ -119,8 +125,59 @@ def write_fixtures():
     torch.save({"model": sd, "optimizer": optimizer.state_dict(), "config": cfg, "epoch": 0},
                os.path.join(OUT, "albef_small.pth"))
 
+    write_bert_deit(cfg)
     for name in sorted(os.listdir(OUT)):
         print("  %-32s %8d bytes" % (name, os.path.getsize(os.path.join(OUT, name))))
+
+
+def write_bert_deit(cfg):
+    bc = cfg["bert_config"]
+    H, I, V, P = bc["hidden_size"], bc["intermediate_size"], bc["vocab_size"], bc["max_position_embeddings"]
+    g = torch.Generator().manual_seed(2)
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g) * 0.02
+
+    bert = collections.OrderedDict()
+    bert["bert.embeddings.word_embeddings.weight"] = rnd(V, H)
+    bert["bert.embeddings.position_embeddings.weight"] = rnd(P, H)
+    bert["bert.embeddings.token_type_embeddings.weight"] = rnd(2, H)
+    bert["bert.embeddings.LayerNorm.gamma"] = 1 + rnd(H)
+    bert["bert.embeddings.LayerNorm.beta"] = rnd(H)
+    for i in range(bc["num_hidden_layers"]):
+        p = "bert.encoder.layer.%d." % i
+        for m in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+            bert[p + m + ".weight"], bert[p + m + ".bias"] = rnd(H, H), rnd(H)
+        bert[p + "attention.output.LayerNorm.gamma"], bert[p + "attention.output.LayerNorm.beta"] = 1 + rnd(H), rnd(H)
+        bert[p + "intermediate.dense.weight"], bert[p + "intermediate.dense.bias"] = rnd(I, H), rnd(I)
+        bert[p + "output.dense.weight"], bert[p + "output.dense.bias"] = rnd(H, I), rnd(H)
+        bert[p + "output.LayerNorm.gamma"], bert[p + "output.LayerNorm.beta"] = 1 + rnd(H), rnd(H)
+    bert["bert.pooler.dense.weight"], bert["bert.pooler.dense.bias"] = rnd(H, H), rnd(H)
+    bert["cls.predictions.bias"] = rnd(V)
+    bert["cls.predictions.transform.dense.weight"], bert["cls.predictions.transform.dense.bias"] = rnd(H, H), rnd(H)
+    bert["cls.predictions.transform.LayerNorm.gamma"] = 1 + rnd(H)
+    bert["cls.predictions.transform.LayerNorm.beta"] = rnd(H)
+    bert["cls.predictions.decoder.weight"] = bert["bert.embeddings.word_embeddings.weight"]
+    bert["cls.seq_relationship.weight"], bert["cls.seq_relationship.bias"] = rnd(2, H), rnd(2)
+    torch.save(bert, os.path.join(OUT, "bert_small.bin"))
+
+    C, D, ps = cfg["vision_width"], cfg["vision_depth"], cfg["patch_size"]
+    M = C * cfg["vision_mlp_ratio"]
+    deit = collections.OrderedDict()
+    deit["cls_token"] = rnd(1, 1, C)
+    deit["pos_embed"] = rnd(1, 1 + (224 // ps) ** 2, C)
+    deit["patch_embed.proj.weight"], deit["patch_embed.proj.bias"] = rnd(C, 3, ps, ps), rnd(C)
+    for i in range(D):
+        p = "blocks.%d." % i
+        deit[p + "norm1.weight"], deit[p + "norm1.bias"] = 1 + rnd(C), rnd(C)
+        deit[p + "attn.qkv.weight"], deit[p + "attn.qkv.bias"] = rnd(3 * C, C), rnd(3 * C)
+        deit[p + "attn.proj.weight"], deit[p + "attn.proj.bias"] = rnd(C, C), rnd(C)
+        deit[p + "norm2.weight"], deit[p + "norm2.bias"] = 1 + rnd(C), rnd(C)
+        deit[p + "mlp.fc1.weight"], deit[p + "mlp.fc1.bias"] = rnd(M, C), rnd(M)
+        deit[p + "mlp.fc2.weight"], deit[p + "mlp.fc2.bias"] = rnd(C, M), rnd(C)
+    deit["norm.weight"], deit["norm.bias"] = 1 + rnd(C), rnd(C)
+    deit["head.weight"], deit["head.bias"] = rnd(10, C), rnd(10)
+    torch.save({"model": deit}, os.path.join(OUT, "deit_small.pth"))
 
 
 def check_strict(path):
