@@ -253,6 +253,7 @@ typedef struct {
     char reason_sample[MAX_REASONS][160];
     char renamed_sample[MAX_SAMPLES][2 * CONVERT_NAME_MAX + 8];
     char unexpected_names[1024];
+    const char *top_keys; /* of a .pth's pickled dict */
 } summary;
 
 static void note_drop(summary *s, const char *name, const char *why)
@@ -326,6 +327,9 @@ static void print_summary(const options *o, const summary *s, const char *config
         fprintf(stderr, "  dropped   %d: %s (e.g. %s)\n", s->reason_count[r], s->reason[r], s->reason_sample[r]);
     if (s->unexpected)
         fprintf(stderr, "  unexpected (kept as they are): %s\n", s->unexpected_names);
+    if (s->top_keys && *s->top_keys)
+        fprintf(stderr, "  the checkpoint's entries: %s (only the state dict under 'model' is converted)\n",
+                s->top_keys);
     if (s->interpolated)
         fprintf(stderr, "  pos_embed resized for %d px: %d tensor(s)\n", o->image_res, s->interpolated);
     if (s->cast)
@@ -388,6 +392,7 @@ static int run_convert(const options *o)
     rc = owned ? safetensors_writer_init(&w) : albef_error(ALBEF_ERR_NOMEM, "out of memory");
     size_t n_owned = 0;
     s.in = (int)n;
+    s.top_keys = safetensors_metadata_get(st, "pth.keys");
     for (size_t i = 0; i < n && !rc; i++) {
         const safetensors_tensor *t = safetensors_tensor_at(st, i);
         convert_names out;
@@ -400,7 +405,7 @@ static int run_convert(const options *o)
             note_list(s.unexpected_names, sizeof s.unexpected_names, t->name);
         }
         if (o->task >= 0 && pretrain) {
-            convert_remap((enum convert_task)o->task, t->name, &out);
+            convert_remap((enum convert_task)o->task, have_cfg ? cfg.bert.fusion_layer : 6, t->name, &out);
         } else {
             out.n = 1;
             snprintf(out.name[0], sizeof out.name[0], "%s", t->name);

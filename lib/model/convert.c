@@ -56,7 +56,7 @@ static int is_queue(const char *name)
 }
 
 /* Text-encoder tensors of a pre-training checkpoint. */
-static void remap_text(enum convert_task task, const char *name, convert_names *out)
+static void remap_text(enum convert_task task, int f, const char *name, convert_names *out)
 {
     int mom = starts(name, "text_encoder_m.");
     const char *te = mom ? "text_encoder_m" : "text_encoder", *m = mom ? "_m" : "";
@@ -85,21 +85,20 @@ static void remap_text(enum convert_task task, const char *name, convert_names *
         if (end != r + 14 && *end == '.' && n >= 0 && n < 1000)
             layer = (int)n, after = end;
     }
-    /* The scripts hard-code 6, the pre-training fusion layer. */
     switch (task) {
     case CONVERT_VQA:
         add(out, "%s.%s", te, r);
         if (layer < 0)
             add(out, "text_decoder%s.bert.%s", m, r);
-        else if (layer >= 6)
-            add(out, "text_decoder%s.bert.encoder.layer.%d%s", m, layer - 6, after);
+        else if (layer >= f)
+            add(out, "text_decoder%s.bert.encoder.layer.%d%s", m, layer - f, after);
         return;
     case CONVERT_NLVR:
-        if (layer < 6) {
+        if (layer < f) {
             add(out, "%s.%s", te, r);
-        } else {
-            add(out, "%s.encoder.layer.%d%s", te, 2 * layer - 6, after);
-            add(out, "%s.encoder.layer.%d%s", te, 2 * layer - 5, after);
+        } else { /* each fusion layer twice: one per image of the pair */
+            add(out, "%s.encoder.layer.%d%s", te, 2 * layer - f, after);
+            add(out, "%s.encoder.layer.%d%s", te, 2 * layer - f + 1, after);
         }
         return;
     default:
@@ -108,7 +107,7 @@ static void remap_text(enum convert_task task, const char *name, convert_names *
     }
 }
 
-void convert_remap(enum convert_task task, const char *name, convert_names *out)
+void convert_remap(enum convert_task task, int fusion_layer, const char *name, convert_names *out)
 {
     out->n = 0;
     out->dropped_why = NULL;
@@ -117,7 +116,7 @@ void convert_remap(enum convert_task task, const char *name, convert_names *out)
         return;
     }
     if (starts(name, "text_encoder.") || starts(name, "text_encoder_m.")) {
-        remap_text(task, name, out);
+        remap_text(task, fusion_layer, name, out);
         return;
     }
     if (task == CONVERT_RETRIEVAL) {
@@ -133,7 +132,7 @@ void convert_remap(enum convert_task task, const char *name, convert_names *out)
     else if (task == CONVERT_NLVR && is_momentum(name))
         drop(out, "no momentum model in NLVR");
     else if (task != CONVERT_NLVR && (starts(name, "vision_proj") || starts(name, "text_proj") || !strcmp(name, "temp")))
-        drop(out, "no contrastive projections in the task's model");
+        drop(out, "no contrastive projections or temperature in the task's model");
     else
         add(out, "%s", name);
 }

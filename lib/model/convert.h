@@ -32,8 +32,9 @@ typedef struct {
 /* Where tensor `name` of a pre-training checkpoint (text_encoder.bert.*,
  * text_encoder.cls.*) goes in the task's layout, as the task's script
  * renames it before load_state_dict; tensors the task's model lacks are
- * dropped. */
-void convert_remap(enum convert_task task, const char *name, convert_names *out);
+ * dropped. The scripts write 6 for the fusion layer; `fusion_layer` is that
+ * number (6 for every released model). */
+void convert_remap(enum convert_task task, int fusion_layer, const char *name, convert_names *out);
 
 /* 1 when a checkpoint is in the pre-training layout (text_encoder.bert.*). */
 int convert_is_pretrain_layout(const safetensors_file *st);
