@@ -2,8 +2,8 @@
  * read back tensor for tensor as the same state dicts saved by the Python
  * safetensors package: names, dtypes, shapes and bytes; non-contiguous views,
  * shared storages and every storage type included. A pickle that would call
- * os.system is refused, the legacy format is named, and broken files (cut
- * short, bytes flipped) give an error, never a crash. */
+ * os.system is refused, the pre-1.6 format reads the same, and broken files
+ * (cut short, bytes flipped) give an error, never a crash. */
 #include "albef.h"
 #include "core/file.h"
 #include "io/pth.h"
@@ -106,15 +106,27 @@ static void test_malicious_pickle_is_refused(void **state)
     assert_null(fopen("/tmp/albef-pwned", "r"));
 }
 
-static void test_legacy_format_is_named(void **state)
+/* The format before PyTorch 1.6 holds the same checkpoint as wrapped.pth. */
+static void test_legacy_format(void **state)
 {
     (void)state;
+    check_fixture("pth/legacy.pth", "pth/expected_wrapped.safetensors", 12);
     safetensors_file *st;
-    assert_error(pth_open(testdata_path("pth/legacy.pth"), &st), ALBEF_ERR_UNSUPPORTED, "legacy");
-    assert_non_null(strstr(albef_errmsg(), "legacy.pth"));
-    assert_error(weights_open(testdata_path("pth/legacy.pth"), &st), ALBEF_ERR_UNSUPPORTED, "legacy");
+    assert_ok(weights_open(testdata_path("pth/legacy.pth"), &st));
+    assert_string_equal(safetensors_metadata_get(st, "pth.keys"), "model,optimizer,config,epoch");
+    safetensors_close(st);
     const char junk[] = "not a checkpoint at all";
     assert_error(pth_open_memory(junk, sizeof junk, "junk.pth", &st), ALBEF_ERR_INVALID, "junk.pth");
+    static const uint8_t bare[] = {0x80, 2, '}', '.'};
+    assert_error(pth_open_memory(bare, sizeof bare, "bare.pkl", &st), ALBEF_ERR_INVALID, "magic number");
+    /* every prefix of the legacy file fails cleanly */
+    file_mapping m;
+    assert_ok(file_map(testdata_path("pth/legacy.pth"), &m));
+    for (size_t n = 0; n < m.size; n += 5) {
+        assert_int_not_equal(pth_open_memory(m.data, n, "cut.pth", &st), ALBEF_OK);
+        assert_non_null(strstr(albef_errmsg(), "cut.pth"));
+    }
+    file_unmap(&m);
 }
 
 /* Every prefix of the file, and the file with each byte in turn changed,
@@ -221,7 +233,7 @@ int main(void)
         cmocka_unit_test(test_wrapped_views_and_shared_storages),
         cmocka_unit_test(test_weights_open_takes_both_formats),
         cmocka_unit_test(test_malicious_pickle_is_refused),
-        cmocka_unit_test(test_legacy_format_is_named),
+        cmocka_unit_test(test_legacy_format),
         cmocka_unit_test(test_broken_files_fail_cleanly),
         cmocka_unit_test(test_pickle_opcodes),
         cmocka_unit_test(test_albef_checkpoint_loads),

@@ -27,9 +27,12 @@
 
 typedef struct {
     const char *name; /* file name for messages */
-    zip_t *za;
+    zip_t *za;        /* NULL for the legacy format */
     char prefix[256]; /* "archive" */
     uint64_t limit;   /* bytes we agree to read or produce */
+    /* legacy format: each storage's bytes inside the file, by storage index */
+    const uint8_t **legacy_data;
+    uint64_t *legacy_size;
 } archive;
 
 typedef struct {
@@ -335,6 +338,17 @@ static int copy_tensors(const archive *a, const pickle_result *pr, const entry *
         }
         if (!users)
             continue;
+        if (a->legacy_data) {
+            if (a->legacy_size[s] < need) {
+                rc = albef_error(ALBEF_ERR_INVALID, "%s: storage '%s' holds %" PRIu64 " bytes, its tensors view %" PRIu64,
+                                 a->name, pr->storages[s].key, a->legacy_size[s], need);
+                break;
+            }
+            for (size_t i = 0; i < n; i++)
+                if (e[i].t->storage == (int)s)
+                    gather(e[i].t, a->legacy_data[s], data + e[i].offset);
+            continue;
+        }
         char rest[96], what[400];
         snprintf(rest, sizeof rest, "data/%s", pr->storages[s].key);
         snprintf(what, sizeof what, "'%s/%s'", a->prefix, rest);
@@ -372,6 +386,8 @@ static int copy_tensors(const archive *a, const pickle_result *pr, const entry *
     return rc;
 }
 
+static int state_dict_to_safetensors(archive *a, const pickle_result *pr, safetensors_file **st);
+
 static int read_archive(archive *a, safetensors_file **st)
 {
     int rc = find_prefix(a);
@@ -396,8 +412,16 @@ static int read_archive(archive *a, safetensors_file **st)
     free(pkl);
     if (rc)
         return rc;
+    rc = state_dict_to_safetensors(a, &pr, st);
+    pickle_free(&pr);
+    return rc;
+}
 
-    const pickle_value *root = pr.root, *sd = root;
+/* The state dict of an unpickled checkpoint as safetensors in memory. */
+static int state_dict_to_safetensors(archive *a, const pickle_result *pr, safetensors_file **st)
+{
+    int rc = ALBEF_OK;
+    const pickle_value *root = pr->root, *sd = root;
     const pickle_value *model = pickle_dict_get(root, "model");
     if (!model || model->kind != PK_DICT)
         model = pickle_dict_get(root, "state_dict");
@@ -413,7 +437,7 @@ static int read_archive(archive *a, safetensors_file **st)
     } else {
         if (sd != root)
             list_keys(root, keys, sizeof keys);
-        rc = collect_entries(a, &pr, sd, &e, &n, &skipped);
+        rc = collect_entries(a, pr, sd, &e, &n, &skipped);
     }
     size_t header_len = 0;
     uint64_t data_bytes = 0;
@@ -434,11 +458,10 @@ static int read_archive(archive *a, safetensors_file **st)
         for (int i = 0; i < 8; i++)
             out[i] = (uint8_t)((uint64_t)header_len >> (8 * i));
         memcpy(out + 8, header, header_len);
-        rc = copy_tensors(a, &pr, e, n, out + 8 + header_len);
+        rc = copy_tensors(a, pr, e, n, out + 8 + header_len);
     }
     free(header);
     free(e);
-    pickle_free(&pr);
     if (rc) {
         free(out);
         return rc;
@@ -446,16 +469,96 @@ static int read_archive(archive *a, safetensors_file **st)
     return safetensors_open_memory_owned(out, total, a->name, st);
 }
 
+
+/* PyTorch's format before 1.6: pickles one after another (a magic number,
+ * the protocol version, sys_info, the object, the storage keys), then each
+ * storage as an 8-byte element count and its bytes, in the keys' order. */
+static const uint8_t legacy_magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                       0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
+
+static int read_legacy(archive *a, const uint8_t *b, size_t len, safetensors_file **st)
+{
+    if (len < sizeof legacy_magic || memcmp(b, legacy_magic, sizeof legacy_magic))
+        return albef_error(ALBEF_ERR_INVALID, "%s: a pickle without torch.save's magic number: not a checkpoint",
+                           a->name);
+    char stream[600];
+    snprintf(stream, sizeof stream, "%s: legacy format", a->name);
+    size_t pos = sizeof legacy_magic;
+    pickle_result version, info, pr, keys;
+    int rc = pickle_load(b + pos, len - pos, stream, &version);
+    if (rc)
+        return rc;
+    pos += version.end;
+    int ok = version.root->kind == PK_INT && version.root->i == 1001;
+    pickle_free(&version);
+    if (!ok)
+        return albef_error(ALBEF_ERR_UNSUPPORTED, "%s: legacy format of an unknown protocol version", a->name);
+    rc = pickle_load(b + pos, len - pos, stream, &info);
+    if (rc)
+        return rc;
+    pos += info.end;
+    const pickle_value *little = pickle_dict_get(info.root, "little_endian");
+    ok = !little || (little->kind == PK_BOOL && little->i);
+    pickle_free(&info);
+    if (!ok)
+        return albef_error(ALBEF_ERR_UNSUPPORTED, "%s: tensors stored big-endian", a->name);
+    rc = pickle_load(b + pos, len - pos, stream, &pr);
+    if (rc)
+        return rc;
+    pos += pr.end;
+    rc = pickle_load(b + pos, len - pos, stream, &keys);
+    if (rc) {
+        pickle_free(&pr);
+        return rc;
+    }
+    pos += keys.end;
+    a->legacy_data = calloc(pr.n_storages + 1, sizeof *a->legacy_data);
+    a->legacy_size = calloc(pr.n_storages + 1, sizeof *a->legacy_size);
+    if (!a->legacy_data || !a->legacy_size)
+        rc = albef_error(ALBEF_ERR_NOMEM, "%s: out of memory", a->name);
+    else if (keys.root->kind != PK_LIST)
+        rc = albef_error(ALBEF_ERR_INVALID, "%s: legacy format: the storage keys are not a list", a->name);
+    for (size_t k = 0; !rc && k < keys.root->n; k++) {
+        const pickle_value *key = keys.root->items[k];
+        size_t s = 0;
+        while (key->kind == PK_STR && s < pr.n_storages && strcmp(pr.storages[s].key, key->s))
+            s++;
+        if (key->kind != PK_STR || s == pr.n_storages) {
+            rc = albef_error(ALBEF_ERR_INVALID, "%s: legacy format: storage key %zu names no storage", a->name, k);
+            break;
+        }
+        uint64_t numel = 0, bytes;
+        if (len - pos < 8) {
+            rc = albef_error(ALBEF_ERR_INVALID, "%s: legacy format: truncated at storage '%s'", a->name, key->s);
+            break;
+        }
+        for (int i = 7; i >= 0; i--)
+            numel = numel << 8 | b[pos + (size_t)i];
+        pos += 8;
+        if (__builtin_mul_overflow(numel, (uint64_t)dtype_size(pr.storages[s].dtype), &bytes) || bytes > len - pos) {
+            rc = albef_error(ALBEF_ERR_INVALID, "%s: legacy format: storage '%s' of %" PRIu64
+                             " elements runs past the end", a->name, key->s, numel);
+            break;
+        }
+        a->legacy_data[s] = b + pos;
+        a->legacy_size[s] = bytes;
+        pos += (size_t)bytes;
+    }
+    rc = rc ? rc : state_dict_to_safetensors(a, &pr, st);
+    free(a->legacy_data);
+    free(a->legacy_size);
+    pickle_free(&pr);
+    pickle_free(&keys);
+    return rc;
+}
+
 int pth_open_memory(const void *buf, size_t len, const char *name, safetensors_file **st)
 {
     *st = NULL;
     const uint8_t *b = buf;
+    archive a = {.name = name, .limit = (uint64_t)len * PTH_MAX_GROWTH + PTH_MAX_EXTRA};
     if (len >= 1 && b[0] == 0x80)
-        return albef_error(ALBEF_ERR_UNSUPPORTED,
-                           "%s: PyTorch's legacy checkpoint format (torch.save before 1.6, or "
-                           "_use_new_zipfile_serialization=False) is not read; re-save it with PyTorch >= 1.6: "
-                           "torch.save(torch.load(IN), OUT)",
-                           name);
+        return read_legacy(&a, b, len, st);
     if (len >= 262 && !memcmp(b + 257, "ustar", 5))
         return albef_error(ALBEF_ERR_UNSUPPORTED,
                            "%s: PyTorch's tar checkpoint format (before 0.4) is not read; re-save it with "
@@ -474,7 +577,7 @@ int pth_open_memory(const void *buf, size_t len, const char *name, safetensors_f
         return zip_fail(&(archive){.name = name}, &ze, "not a readable zip archive");
     }
     zip_error_fini(&ze);
-    archive a = {.name = name, .za = za, .limit = (uint64_t)len * PTH_MAX_GROWTH + PTH_MAX_EXTRA};
+    a.za = za;
     int rc = read_archive(&a, st);
     zip_discard(za);
     return rc;

@@ -14,8 +14,10 @@
  * the top-level keys of the pickled dict (comma-separated), and
  * "pth.skipped" = the number of state-dict entries that are not tensors.
  *
- * The pre-1.6 format (a bare pickle stream, no zip) is refused with a
- * message saying how to re-save the file. */
+ * The format before PyTorch 1.6 (_use_new_zipfile_serialization=False:
+ * pickles one after another, then the storages' bytes) is read the same
+ * way; the tar format of PyTorch before 0.4 is refused with a message
+ * saying how to re-save the file. */
 #ifndef ALBEF_IO_PTH_H
 #define ALBEF_IO_PTH_H
 

@@ -526,10 +526,10 @@ static int persistent_load(machine *m, const pickle_value *pid)
 {
     if (pid->kind != PK_TUPLE || pid->n < 1 || pid->items[0]->kind != PK_STR || strcmp(pid->items[0]->s, "storage"))
         return fail(m, ALBEF_ERR_INVALID, "persistent id is not ('storage', type, key, location, numel)");
-    if (pid->n == 6)
-        return fail(m, ALBEF_ERR_UNSUPPORTED,
-                    "a 6-element storage id (view metadata) belongs to the legacy torch.save format");
-    if (pid->n != 5)
+    /* The legacy format adds view metadata, None since PyTorch 0.4. */
+    if (pid->n == 6 && pid->items[5]->kind != PK_NONE)
+        return fail(m, ALBEF_ERR_UNSUPPORTED, "a storage id with view metadata (PyTorch before 0.4)");
+    if (pid->n != 5 && pid->n != 6)
         return fail(m, ALBEF_ERR_INVALID, "persistent id has %zu elements, expected 5", pid->n);
     const pickle_value *type = pid->items[1], *key = pid->items[2], *location = pid->items[3], *numel = pid->items[4];
     if (type->kind != PK_GLOBAL || type->i != PG_STORAGE_TYPE)
@@ -559,7 +559,7 @@ static int persistent_load(machine *m, const pickle_value *pid)
         char *k = strdup(key->s);
         if (!k)
             return oom(m);
-        r->storages[idx] = (pickle_storage){.key = k, .bytes = 0};
+        r->storages[idx] = (pickle_storage){.key = k, .bytes = 0, .dtype = type->dtype};
         r->n_storages++;
     }
     if (bytes > r->storages[idx].bytes)
@@ -815,6 +815,8 @@ int pickle_load(const uint8_t *data, size_t len, const char *name, pickle_result
     free(m.memo);
     if (rc)
         pickle_free(out);
+    else
+        out->end = m.pos;
     return rc;
 }
 

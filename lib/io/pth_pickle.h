@@ -59,7 +59,8 @@ struct pickle_value {
 
 typedef struct {
     char *key;      /* the archive entry is <prefix>/data/<key> */
-    uint64_t bytes; /* the largest size any persistent id claims for it */
+    uint64_t bytes;    /* the largest size any persistent id claims for it */
+    albef_dtype dtype; /* of the first persistent id naming it */
 } pickle_storage;
 
 typedef struct {
@@ -73,6 +74,7 @@ typedef struct {
 
 typedef struct {
     pickle_value *root;
+    size_t end; /* bytes of the input the pickle took, STOP included */
     pickle_storage *storages;
     size_t n_storages, cap_storages;
     pickle_tensor *tensors;
@@ -82,7 +84,8 @@ typedef struct {
     size_t n_all, cap_all;
 } pickle_result;
 
-/* Runs the pickle in data[0..len). `name` stands for the stream in messages
+/* Runs the pickle at data[0..len) up to its STOP (out->end bytes; what
+ * follows is left alone). `name` stands for the stream in messages
  * ("model.pth: archive/data.pkl"). On failure the result is freed. */
 int pickle_load(const uint8_t *data, size_t len, const char *name, pickle_result *out);
 void pickle_free(pickle_result *r);

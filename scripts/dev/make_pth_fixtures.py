@@ -15,7 +15,8 @@
 #       expected_raw.safetensors, expected_wrapped.safetensors
 #                        the state dicts as contiguous tensors
 #       malicious.pth    a pickle that would run os.system under torch.load
-#       legacy.pth       the pre-1.6 format (_use_new_zipfile_serialization=False)
+#       legacy.pth       wrapped.pth's checkpoint in the pre-1.6 format
+#                        (_use_new_zipfile_serialization=False)
 #       albef_small.pth  the reference model of testdata/reference/small
 #                        (scripts/reference/albef_ref.py) with its golden
 #                        weights, saved as Pretrain.py saves, plus small queues
@@ -26,6 +27,12 @@
 #                        shaped for testdata/reference/small
 #       deit_small.pth   timm DeiT names under 'model' (head, 224 px: 197
 #                        position rows), shaped for the same config
+#
+#   /usr/bin/python3 scripts/dev/make_pth_fixtures.py --synthetic-base /tmp/albef_base.pth
+#       a checkpoint shaped like the released ALBEF.pth (albef-base at 256 px:
+#       the online model, its momentum copy, 65536-entry queues; about 1.7 GB)
+#       with random weights, wrapped as Pretrain.py saves it, for timing
+#       `albef-export convert` (README.md, "Importing checkpoints")
 #
 #   /usr/bin/python3 scripts/dev/make_pth_fixtures.py --check-strict OUT.safetensors
 #       loads a file written by `albef-export convert` into the reference model
@@ -106,7 +113,7 @@ def write_fixtures():
     save_file(contiguous(sd), os.path.join(OUT, "expected_wrapped.safetensors"))
 
     torch.save({"model": Evil()}, os.path.join(OUT, "malicious.pth"))
-    torch.save({"a": torch.ones(2)}, os.path.join(OUT, "legacy.pth"), _use_new_zipfile_serialization=False)
+    torch.save(ckpt, os.path.join(OUT, "legacy.pth"), _use_new_zipfile_serialization=False)
 
     cfg = albef_ref.load_config(os.path.join(SMALL, "config.json"))
     model = albef_ref.AlbefPretrain(cfg)
@@ -180,6 +187,22 @@ def write_bert_deit(cfg):
     torch.save({"model": deit}, os.path.join(OUT, "deit_small.pth"))
 
 
+def write_synthetic_base(path):
+    cfg = albef_ref.load_config(os.path.join(ROOT, "testdata", "configs", "albef-base.json"))
+    model = albef_ref.AlbefPretrain(cfg)
+    sd = model.state_dict()
+    for k, v in list(sd.items()):
+        head, rest = k.split(".", 1) if "." in k else (k, "")
+        if head in ("visual_encoder", "text_encoder", "vision_proj", "text_proj"):
+            sd[head + "_m." + rest] = v.clone()
+    E, Q = cfg["embed_dim"], cfg["queue_size"]
+    sd["image_queue"] = torch.nn.functional.normalize(torch.randn(E, Q), dim=0)
+    sd["text_queue"] = torch.nn.functional.normalize(torch.randn(E, Q), dim=0)
+    sd["queue_ptr"] = torch.zeros(1, dtype=torch.long)
+    torch.save({"model": sd, "config": cfg, "epoch": 29}, path)
+    print("%s: %d tensors, %d bytes" % (path, len(sd), os.path.getsize(path)))
+
+
 def check_strict(path):
     cfg = albef_ref.load_config(os.path.join(SMALL, "config.json"))
     model = albef_ref.AlbefPretrain(cfg)
@@ -201,8 +224,12 @@ def check_strict(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--check-strict", metavar="SAFETENSORS")
+    ap.add_argument("--synthetic-base", metavar="PTH")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.synthetic_base:
+        write_synthetic_base(args.synthetic_base)
+        return 0
     if args.check_strict:
         return check_strict(args.check_strict)
     write_fixtures()
