@@ -26,7 +26,7 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
 OPT ?= -O2
 CFLAGS_ALL = -std=c11 -D_XOPEN_SOURCE=700 -D_DEFAULT_SOURCE $(OPT) -g -Wall -Wextra -Werror \
              -pthread -fopenmp -Ilib -MMD -MP $(CFLAGS)
-LDLIBS_ALL = -fopenmp -lcjson -lutf8proc -lpng -ljpeg -lopenblas -lm -lpthread $(LDLIBS)
+LDLIBS_ALL = -fopenmp -lcjson -lutf8proc -lzip -lpng -ljpeg -lopenblas -lm -lpthread $(LDLIBS)
 
 ifneq ($(SANITIZE),)
 CFLAGS_ALL += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer

@@ -3,6 +3,7 @@
 #include "albef.h"
 #include "albef_internal.h"
 
+#include "io/pth.h"
 #include "io/safetensors.h"
 #include "model/albef_model.h"
 #include "ops/arena.h"
@@ -190,7 +191,7 @@ int albef_load(const char *checkpoint, const albef_params *params, albef_ctx **o
         return albef_error(ALBEF_ERR_NOMEM, "out of memory");
     c->m = &c->own;
     safetensors_file *st = NULL;
-    int rc = safetensors_open(checkpoint, &st);
+    int rc = weights_open(checkpoint, &st);
     albef_config cfg;
     if (!rc) {
         const char *json = safetensors_metadata_get(st, "config");

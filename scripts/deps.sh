@@ -5,7 +5,7 @@
 #   scripts/deps.sh --fuzz    also clang (libFuzzer)
 set -eu
 
-pkgs="make gcc libc6-dev libopenblas-dev libcjson-dev libpng-dev libjpeg62-turbo-dev libcmocka-dev libutf8proc-dev"
+pkgs="make gcc libc6-dev libopenblas-dev libcjson-dev libpng-dev libjpeg62-turbo-dev libcmocka-dev libutf8proc-dev libzip-dev"
 if [ "${1:-}" = "--fuzz" ]; then
     pkgs="$pkgs clang libclang-rt-dev libomp-dev"
 fi

@@ -2,6 +2,7 @@
  * momentum distillation, feature queues) on image-caption manifests.
  * See albef-pretrain(1). */
 #include "albef.h"
+#include "model/convert.h"
 #include "train/cli.h"
 
 #include <getopt.h>
@@ -26,8 +27,8 @@ static void usage(FILE *f, const train_cli *defaults)
             "\n"
             "Data and model:\n"
             "  -t, --train FILES        pre-training manifests, comma-separated\n"
-            "      --init-bert FILE     BERT weights (Hugging Face names, safetensors)\n"
-            "      --init-vit FILE      DeiT weights (timm names, safetensors)\n");
+            "      --init-bert FILE     BERT weights (Hugging Face names; .bin or .safetensors)\n"
+            "      --init-vit FILE      DeiT weights (timm names; .pth or .safetensors)\n");
     train_cli_usage(f, defaults);
     fprintf(f,
             "  -h, --help               show this help and exit\n"
@@ -91,28 +92,14 @@ static int parse_options(int argc, char **argv, options *o)
 /* BERT (Hugging Face) and DeiT (timm) weights under ALBEF's names. */
 static int load_pretrained_parts(pretrainer *t, const options *o)
 {
-    static const name_rule bert_rules[] = {
-        {"bert.pooler.", NULL},          {"cls.seq_relationship.", NULL},
-        {"bert.", "text_encoder.bert."}, {"cls.predictions.", "text_encoder.cls.predictions."},
-        {"embeddings.", "text_encoder.bert.embeddings."}, {"encoder.", "text_encoder.bert.encoder."},
-    };
-    static const name_rule vit_rules[] = {
-        {"head", NULL}, {"dist_token", NULL}, {"fc_norm.", NULL}, {"", "visual_encoder."},
-    };
-    load_report rep;
-    int rc = ALBEF_OK;
-    if (o->init_bert) {
-        rc = albef_model_load_renamed(&t->online, o->init_bert, bert_rules, 6, &rep);
-        if (!rc)
-            albef_log(ALBEF_LOG_INFO, "%s: %d tensors loaded into the text encoder (%d not used%s%s)", o->init_bert,
-                      rep.loaded, rep.unexpected, rep.unexpected ? ": " : "", rep.unexpected_names);
-    }
-    if (!rc && o->init_vit) {
-        rc = albef_model_load_renamed(&t->online, o->init_vit, vit_rules, 4, &rep);
-        if (!rc)
-            albef_log(ALBEF_LOG_INFO, "%s: %d tensors loaded into the image encoder (%d not used%s%s)", o->init_vit,
-                      rep.loaded, rep.unexpected, rep.unexpected ? ": " : "", rep.unexpected_names);
-    }
+    load_report bert_rep, vit_rep;
+    int rc = convert_load_bert_vit(&t->online, o->init_bert, o->init_vit, &bert_rep, &vit_rep);
+    if (!rc && o->init_bert)
+        albef_log(ALBEF_LOG_INFO, "%s: %d tensors loaded into the text encoder (%d not used%s%s)", o->init_bert,
+                  bert_rep.loaded, bert_rep.unexpected, bert_rep.unexpected ? ": " : "", bert_rep.unexpected_names);
+    if (!rc && o->init_vit)
+        albef_log(ALBEF_LOG_INFO, "%s: %d tensors loaded into the image encoder (%d not used%s%s)", o->init_vit,
+                  vit_rep.loaded, vit_rep.unexpected, vit_rep.unexpected ? ": " : "", vit_rep.unexpected_names);
     pretrainer_sync_momentum(t);
     return rc;
 }

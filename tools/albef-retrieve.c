@@ -5,22 +5,19 @@
  * See albef-retrieve(1). */
 #include "albef.h"
 #include "core/args.h"
+#include "eval/embed.h"
 #include "eval/retrieval.h"
 #include "core/file.h"
 #include "io/manifest.h"
 #include "io/safetensors.h"
 #include "text/caption.h"
 #include "text/tokenizer.h"
-#include "vision/transform.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <math.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -213,24 +210,6 @@ static void progress(size_t done, size_t total, void *user)
     }
 }
 
-/* The tokenizer: --vocab, else the vocabulary stored in the checkpoint. */
-static int load_tokenizer(const options *o, bert_tokenizer **tok)
-{
-    if (o->vocab)
-        return bert_tokenizer_load(o->vocab, tok);
-    safetensors_file *st;
-    int rc = safetensors_open(o->model, &st);
-    if (rc)
-        return rc;
-    const char *v = safetensors_metadata_get(st, "vocab");
-    if (v)
-        rc = bert_tokenizer_load_buffer(v, strlen(v), o->model, tok);
-    else
-        rc = albef_error(ALBEF_ERR_INVALID, "%s: no vocabulary stored in the checkpoint; give --vocab", o->model);
-    safetensors_close(st);
-    return rc;
-}
-
 static int run_eval(const options *o)
 {
     struct timespec t0;
@@ -244,7 +223,7 @@ static int run_eval(const options *o)
     bert_tokenizer *tok = NULL;
     manifest *m = NULL;
     int rc = albef_load(o->model, &p, &ctx);
-    rc = rc ? rc : load_tokenizer(o, &tok);
+    rc = rc ? rc : embed_load_tokenizer(o->vocab, o->model, &tok);
     const char *paths[1] = {o->test};
     rc = rc ? rc : manifest_load(&m, MANIFEST_RETRIEVAL_EVAL, paths, 1);
     if (!rc && (!manifest_count(m) || !manifest_text_total(m)))
@@ -275,77 +254,6 @@ static int run_eval(const options *o)
 
 /* ---- index ---------------------------------------------------------------- */
 
-static int has_image_suffix(const char *name)
-{
-    const char *dot = strrchr(name, '.');
-    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* The images to index, as (id, path) pairs; ids are what the manifest or the
- * folder calls them. */
-static int list_images(const options *o, char ***ids, char ***paths, int *n)
-{
-    *ids = *paths = NULL;
-    *n = 0;
-    int cap = 0, rc = ALBEF_OK;
-    char path[4096];
-    if (o->dir) {
-        DIR *d = opendir(o->dir);
-        if (!d)
-            return albef_error(ALBEF_ERR_IO, "%s: cannot open: %s", o->dir, strerror(errno));
-        struct dirent *e;
-        while ((e = readdir(d)) && !rc) {
-            if (e->d_name[0] == '.' || !has_image_suffix(e->d_name))
-                continue;
-            if (*n == cap) {
-                cap = cap ? 2 * cap : 64;
-                char **ni = realloc(*ids, sizeof(char *) * (size_t)cap);
-                if (!ni) {
-                    rc = albef_error(ALBEF_ERR_NOMEM, "out of memory");
-                    break;
-                }
-                *ids = ni;
-            }
-            (*ids)[(*n)++] = strdup(e->d_name);
-        }
-        closedir(d);
-        if (!rc)
-            qsort(*ids, (size_t)*n, sizeof(char *), cmp_str);
-    } else {
-        manifest *m = NULL;
-        enum manifest_kind kinds[] = {MANIFEST_RETRIEVAL_EVAL, MANIFEST_PRETRAIN, MANIFEST_RETRIEVAL_TRAIN};
-        const char *mp[1] = {o->manifest};
-        for (int k = 0; k < 3 && !m; k++)
-            if (manifest_load(&m, kinds[k], mp, 1))
-                m = NULL;
-        if (!m)
-            return manifest_load(&m, MANIFEST_RETRIEVAL_EVAL, mp, 1);
-        /* distinct images, in the manifest's order */
-        *ids = calloc(manifest_count(m) + 1, sizeof(char *));
-        for (size_t i = 0; *ids && i < manifest_count(m); i++) {
-            const char *img = manifest_image(m, i);
-            int seen = 0;
-            for (int j = *n - 1; j >= 0 && j >= *n - 8 && !seen; j--)
-                seen = !strcmp((*ids)[j], img);
-            if (!seen)
-                (*ids)[(*n)++] = strdup(img);
-        }
-        manifest_free(m);
-        if (!*ids)
-            rc = albef_error(ALBEF_ERR_NOMEM, "out of memory");
-    }
-    *paths = calloc((size_t)*n + 1, sizeof(char *));
-    for (int i = 0; !rc && i < *n; i++) {
-        rc = manifest_join_path(path, sizeof path, o->dir ? o->dir : o->image_root, (*ids)[i]);
-        (*paths)[i] = rc ? NULL : strdup(path);
-    }
-    if (!rc && *n == 0)
-        rc = albef_error(ALBEF_ERR_INVALID, "%s: no images", o->dir ? o->dir : o->manifest);
-    return rc;
-}
-
 static void free_list(char **v, int n)
 {
     for (int i = 0; v && i < n; i++)
@@ -374,28 +282,10 @@ static char *json_quote(const char *s)
     return q;
 }
 
-static int embed_image_files(const options *o, albef_ctx *ctx, char **paths, int n, float *feat, float *tokens)
+static int embed_image_files(const options *o, albef_ctx *ctx, char *const *paths, int n, float *feat, float *tokens)
 {
-    int R = albef_image_res(ctx), T = albef_image_tokens(ctx), Cv = albef_vision_width(ctx), E = albef_embed_dim(ctx);
-    float *pixels = malloc(sizeof(float) * (size_t)o->batch * 3 * R * R);
-    transform_params tp = transform_params_test(R);
-    int rc = pixels ? ALBEF_OK : albef_error(ALBEF_ERR_NOMEM, "out of memory");
     int show = !o->quiet && isatty(STDERR_FILENO) && n > o->batch;
-    for (int i = 0; i < n && !rc; i += o->batch) {
-        int b = n - i < o->batch ? n - i : o->batch;
-        for (int j = 0; j < b && !rc; j++) {
-            image_u8 img = {0};
-            rc = image_load(paths[i + j], &img);
-            rc = rc ? rc : transform_apply(&tp, &img, NULL, pixels + (size_t)j * 3 * R * R);
-            image_free(&img);
-        }
-        rc = rc ? rc
-                : albef_embed_images(ctx, pixels, b, feat + (size_t)i * E, tokens ? tokens + (size_t)i * T * Cv : NULL);
-        if (show)
-            progress((size_t)(i + b), (size_t)n, "images");
-    }
-    free(pixels);
-    return rc;
+    return embed_image_paths(ctx, paths, n, o->batch, feat, tokens, NULL, show ? progress : NULL, "images");
 }
 
 static int run_index(const options *o)
@@ -404,15 +294,17 @@ static int run_index(const options *o)
     p.device = o->device;
     p.max_batch = o->batch;
     albef_ctx *ctx = NULL;
-    char **ids = NULL, **paths = NULL;
-    int n = 0;
+    image_list images = {0};
     float *feat = NULL, *tokens = NULL;
     safetensors_writer *w = NULL;
     char *id_json = NULL;
     int rc = albef_load(o->model, &p, &ctx);
-    rc = rc ? rc : list_images(o, &ids, &paths, &n);
+    if (!rc)
+        rc = o->dir ? image_list_dir(&images, o->dir) : image_list_manifest(&images, o->manifest, o->image_root);
     if (rc)
         goto done;
+    int n = images.n;
+    char **ids = images.ids;
     int T = albef_image_tokens(ctx), Cv = albef_vision_width(ctx), E = albef_embed_dim(ctx);
     feat = malloc(sizeof(float) * (size_t)n * E);
     if (o->rerank_ready)
@@ -421,7 +313,7 @@ static int run_index(const options *o)
         rc = albef_error(ALBEF_ERR_NOMEM, "out of memory for %d images", n);
         goto done;
     }
-    rc = embed_image_files(o, ctx, paths, n, feat, tokens);
+    rc = embed_image_files(o, ctx, images.paths, n, feat, tokens);
     /* the ids, as a JSON list in the metadata */
     size_t len = 3;
     for (int i = 0; i < n; i++)
@@ -454,7 +346,7 @@ static int run_index(const options *o)
 done:
     safetensors_writer_free(w);
     free(id_json), free(feat), free(tokens);
-    free_list(ids, n), free_list(paths, n);
+    image_list_free(&images);
     albef_free(ctx);
     return rc;
 }
@@ -515,7 +407,7 @@ static int run_query(const options *o)
         goto done;
     }
     if (!o->by_image)
-        rc = load_tokenizer(o, &tok);
+        rc = embed_load_tokenizer(o->vocab, o->model, &tok);
     qfeat = malloc(sizeof(float) * (size_t)E);
     qtok = malloc(sizeof(float) * (size_t)L * H);
     hits = malloc(sizeof(hit) * (size_t)n);

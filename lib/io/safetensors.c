@@ -25,6 +25,7 @@ typedef struct {
 struct safetensors_file {
     char *path;
     file_mapping map; /* empty when opened from memory */
+    void *owned;      /* the buffer of safetensors_open_memory_owned */
     const uint8_t *bytes;
     size_t size;
     cJSON *header; /* owns every name and metadata string */
@@ -394,11 +395,22 @@ int safetensors_open_memory(const void *buf, size_t len, const char *name, safet
     return open_common(st, out);
 }
 
+int safetensors_open_memory_owned(void *buf, size_t len, const char *name, safetensors_file **out)
+{
+    int rc = safetensors_open_memory(buf, len, name, out);
+    if (rc)
+        free(buf);
+    else
+        (*out)->owned = buf;
+    return rc;
+}
+
 void safetensors_close(safetensors_file *st)
 {
     if (!st)
         return;
     file_unmap(&st->map);
+    free(st->owned);
     cJSON_Delete(st->header);
     free(st->tensors);
     free(st->by_name);

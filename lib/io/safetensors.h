@@ -49,6 +49,10 @@ int safetensors_open(const char *path, safetensors_file **st);
  * `name` stands for the file in messages. */
 int safetensors_open_memory(const void *buf, size_t len, const char *name, safetensors_file **st);
 
+/* As safetensors_open_memory, but *st takes the malloc'ed buffer and frees it
+ * on close (and on failure, at once). */
+int safetensors_open_memory_owned(void *buf, size_t len, const char *name, safetensors_file **st);
+
 void safetensors_close(safetensors_file *st);
 
 const char *safetensors_path(const safetensors_file *st);

@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "io/pth.h"
 #include "io/safetensors.h"
 #include "model/pos_embed.h"
 
@@ -205,7 +206,7 @@ int albef_model_load(albef_model *m, const char *path, int strict, load_report *
     load_report *rep = report ? report : &local;
     memset(rep, 0, sizeof *rep);
     safetensors_file *st;
-    int rc = safetensors_open(path, &st);
+    int rc = weights_open(path, &st);
     if (rc)
         return rc;
     param_set *ps = &m->params;
@@ -291,7 +292,7 @@ int albef_model_load_renamed(albef_model *m, const char *path, const name_rule *
     load_report *rep = report ? report : &local;
     memset(rep, 0, sizeof *rep);
     safetensors_file *st;
-    int rc = safetensors_open(path, &st);
+    int rc = weights_open(path, &st);
     if (rc)
         return rc;
     param_set *ps = &m->params;

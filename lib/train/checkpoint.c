@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "io/pth.h"
 #include "io/safetensors.h"
 
 #include <inttypes.h>
@@ -180,7 +181,7 @@ int pretrain_checkpoint_init(pretrainer *t, const char *path)
     if (rc)
         return rc;
     safetensors_file *st;
-    rc = safetensors_open(path, &st);
+    rc = weights_open(path, &st);
     if (rc)
         return rc;
     if (momentum_complete(t, st)) {
