@@ -37,6 +37,7 @@
 #include "model/config.h"
 #include "text/tokenizer.h"
 #include "train/pretrain.h"
+#include "torch_side.h"
 
 #include <cblas.h>
 #include <cjson/cJSON.h>
@@ -50,21 +51,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #define TORCH_SCRIPT "scripts/dev/bench_pretrain_torch.py"
 #define BERT_VOCAB_SIZE 30522
 #define LEARNING_RATE 1e-4f
 #define SEED 42
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* ---- options -------------------------------------------------------------- */
 
@@ -227,52 +218,6 @@ static int parse_options(int argc, char **argv, bench_options *o)
     return rc;
 }
 
-/* ---- timing ---------------------------------------------------------------- */
-
-#define MAX_RUNS 64
-
-typedef struct {
-    int batch, iters;
-    double best, median; /* seconds per step */
-    int ok;
-} row_result;
-
-static int compare_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* The step times of one side of a row. */
-typedef struct {
-    double times[MAX_RUNS];
-    int n;
-    double sum;
-} run_times;
-
-/* Another step is due until both --min-iters and --min-time are reached. */
-static int wants_more(const bench_options *o, const run_times *t)
-{
-    return t->n < o->max_iters && t->n < MAX_RUNS && (t->n < o->min_iters || t->sum < o->min_time);
-}
-
-static void add_time(run_times *t, double seconds)
-{
-    t->times[t->n++] = seconds;
-    t->sum += seconds;
-}
-
-static row_result summarise(run_times *t, int batch)
-{
-    row_result r = {.batch = batch, .iters = t->n, .ok = t->n > 0};
-    if (!t->n)
-        return r;
-    qsort(t->times, (size_t)t->n, sizeof *t->times, compare_double);
-    r.best = t->times[0];
-    r.median = t->n % 2 ? t->times[t->n / 2] : 0.5 * (t->times[t->n / 2 - 1] + t->times[t->n / 2]);
-    return r;
-}
-
 /* ---- the temporary folder ------------------------------------------------------ */
 
 static int remove_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
@@ -313,85 +258,16 @@ static int write_config(const albef_config *cfg, const char *path)
 
 /* ---- the PyTorch side: scripts/dev/bench_pretrain_torch.py --serve ------------ */
 
-/* A child process that answers one JSON line per command line. Its steps and
- * ours alternate (never overlap), so both see the same load when the machine
- * is shared. */
-typedef struct {
-    pid_t pid;
-    FILE *to, *from;
-    int up;
-    char version[64];
-    int threads, blas_threads;
-    long last_rss_kb; /* peak RSS reported with the last reply */
-    char note[256];
-} torch_side;
-
-static double json_number(const cJSON *obj, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
-static void torch_down(torch_side *t, const char *fmt, const char *detail)
-{
-    if (t->up)
-        snprintf(t->note, sizeof t->note, fmt, detail);
-    t->up = 0;
-}
-
-/* Reads one reply; NULL (and the side marked down) on EOF, bad JSON or an
- * "error" reply. */
-static cJSON *torch_read(torch_side *t)
-{
-    char *line = NULL;
-    size_t cap = 0;
-    if (!t->up)
-        return NULL;
-    if (getline(&line, &cap, t->from) < 0) {
-        free(line);
-        torch_down(t, "%s ended early (see its messages above)", TORCH_SCRIPT);
-        return NULL;
-    }
-    cJSON *j = cJSON_Parse(line);
-    free(line);
-    const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
-    if (!cJSON_IsObject(j) || cJSON_IsString(err)) {
-        torch_down(t, "PyTorch side: %s", cJSON_IsString(err) ? err->valuestring : "a reply that is not JSON");
-        cJSON_Delete(j);
-        return NULL;
-    }
-    double rss = json_number(j, "peak_rss_kb");
-    if (!isnan(rss))
-        t->last_rss_kb = (long)rss;
-    return j;
-}
-
-static cJSON *torch_command(torch_side *t, const char *cmd)
-{
-    if (!t->up)
-        return NULL;
-    if (fprintf(t->to, "%s\n", cmd) < 0 || fflush(t->to) != 0) {
-        torch_down(t, "%s stopped reading its commands", TORCH_SCRIPT);
-        return NULL;
-    }
-    return torch_read(t);
-}
-
-static void torch_start(torch_side *t, const bench_options *o, int threads, const char *tiny_cfg,
+static void start_torch(torch_side *t, const bench_options *o, int threads, const char *tiny_cfg,
                         const char *base_cfg)
 {
-    memset(t, 0, sizeof *t);
-    t->pid = -1;
+    torch_init(t, "bench_pretrain", TORCH_SCRIPT);
     if (!o->torch) {
         snprintf(t->note, sizeof t->note, "--no-torch");
         return;
     }
     if (!o->run[ROW_TINY] && !o->run[ROW_BASE])
         return;
-    if (access(TORCH_SCRIPT, R_OK) != 0) {
-        snprintf(t->note, sizeof t->note, "%s not found (run from the repository root)", TORCH_SCRIPT);
-        return;
-    }
     char args[4][32];
     const int nums[4] = {threads, o->tiny_batch, o->base_batch, o->len};
     for (int i = 0; i < 4; i++)
@@ -399,84 +275,7 @@ static void torch_start(torch_side *t, const bench_options *o, int threads, cons
     char *argv[] = {(char *)o->python, TORCH_SCRIPT, "--serve", "--threads", args[0], "--tiny-batch", args[1],
                     "--base-batch", args[2], "--len", args[3], "--tiny-config", (char *)tiny_cfg,
                     "--base-config", (char *)base_cfg, NULL};
-    int down[2], up[2];
-    if (pipe(down) != 0 || pipe(up) != 0) {
-        snprintf(t->note, sizeof t->note, "pipe: %s", strerror(errno));
-        return;
-    }
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(t->note, sizeof t->note, "fork: %s", strerror(errno));
-        return;
-    }
-    if (pid == 0) {
-        dup2(down[0], STDIN_FILENO);
-        dup2(up[1], STDOUT_FILENO);
-        close(down[0]), close(down[1]), close(up[0]), close(up[1]);
-        execv(o->python, argv);
-        fprintf(stderr, "bench_pretrain: cannot run %s: %s\n", o->python, strerror(errno));
-        _exit(127);
-    }
-    close(down[0]), close(up[1]);
-    t->pid = pid;
-    t->to = fdopen(down[1], "w");
-    t->from = fdopen(up[0], "r");
-    t->up = t->to && t->from;
-    cJSON *ready = torch_read(t);
-    if (!ready) {
-        snprintf(t->note, sizeof t->note, "%s did not start %s (no torch? see the messages above)", o->python,
-                 TORCH_SCRIPT);
-        return;
-    }
-    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(ready, "torch_version");
-    snprintf(t->version, sizeof t->version, "%s", cJSON_IsString(ver) ? ver->valuestring : "?");
-    t->threads = (int)json_number(ready, "threads");
-    double bt = json_number(ready, "openblas_threads");
-    t->blas_threads = isnan(bt) ? -1 : (int)bt;
-    t->note[0] = '\0';
-    cJSON_Delete(ready);
-}
-
-/* Runs `count` steps of preset `name` on the PyTorch side (count 0: builds
- * the preset and warms it up); adds the times. */
-static int torch_run(torch_side *t, const char *name, int count, int batch, run_times *times)
-{
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "run %s %d", name, count);
-    cJSON *r = torch_command(t, cmd);
-    if (!r)
-        return -1;
-    const cJSON *list = cJSON_GetObjectItemCaseSensitive(r, "times"), *v;
-    int got = 0, rc = 0;
-    cJSON_ArrayForEach(v, list) if (cJSON_IsNumber(v) && times->n < MAX_RUNS && got < count)
-    {
-        add_time(times, v->valuedouble);
-        got++;
-    }
-    if ((int)json_number(r, "batch") != batch || got != count) {
-        char what[96];
-        snprintf(what, sizeof what, "%s: batch %d and %d times, expected batch %d and %d", name,
-                 (int)json_number(r, "batch"), got, batch, count);
-        torch_down(t, "PyTorch side: %s", what);
-        rc = -1;
-    }
-    cJSON_Delete(r);
-    return rc;
-}
-
-static void torch_stop(torch_side *t)
-{
-    cJSON_Delete(torch_command(t, "quit"));
-    if (t->to)
-        fclose(t->to);
-    if (t->from)
-        fclose(t->from);
-    if (t->pid > 0)
-        waitpid(t->pid, NULL, 0);
-    t->to = t->from = NULL;
-    t->pid = -1;
+    torch_start(t, argv);
 }
 
 /* ---- the step rows -------------------------------------------------------------- */
@@ -560,13 +359,14 @@ static int time_step_row(const bench_options *o, enum row_id row, const albef_co
     rc = pretrainer_step(&t, &pb, LEARNING_RATE, NULL);
     int torch_on = !rc && torch_run(ts, name, 0, batch, &theirs) == 0;
     while (!rc) {
-        int more_mine = wants_more(o, &mine), more_theirs = torch_on && wants_more(o, &theirs);
+        int more_mine = run_times_wants_more(&mine, o->min_iters, o->min_time, o->max_iters);
+        int more_theirs = torch_on && run_times_wants_more(&theirs, o->min_iters, o->min_time, o->max_iters);
         if (!more_mine && !more_theirs)
             break;
         if (more_mine) {
             double s = now();
             rc = pretrainer_step(&t, &pb, LEARNING_RATE, NULL);
-            add_time(&mine, now() - s);
+            run_times_add(&mine, now() - s);
         }
         if (more_theirs)
             torch_on = torch_run(ts, name, 1, batch, &theirs) == 0;
@@ -575,9 +375,9 @@ static int time_step_row(const bench_options *o, enum row_id row, const albef_co
         rc = albef_error_context(rc, "%s step: ", name);
         goto done;
     }
-    res->ours[row] = summarise(&mine, batch);
+    res->ours[row] = run_times_summarise(&mine, batch);
     if (torch_on)
-        res->torch[row] = summarise(&theirs, batch);
+        res->torch[row] = run_times_summarise(&theirs, batch);
     const row_result *a = &res->ours[row], *b = &res->torch[row];
     fprintf(stderr, "bench_pretrain: %-6s ours    best %.3f s, median %.3f s over %d steps\n", name, a->best,
             a->median, a->iters);
@@ -588,7 +388,7 @@ static int time_step_row(const bench_options *o, enum row_id row, const albef_co
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         res->our_rss_kb = ru.ru_maxrss;
-        res->torch_rss_kb = torch_on ? ts->last_rss_kb : 0;
+        res->torch_rss_kb = torch_on ? ts->rss_kb : 0;
     }
 done:
     free(images), free(ids), free(mask);
@@ -741,7 +541,7 @@ static int run_rows(const bench_options *o, torch_side *ts, int threads, results
     rc = rc ? rc : write_config(&tiny, tiny_path);
     rc = rc ? rc : write_config(&base, base_path);
     if (!rc)
-        torch_start(ts, o, threads, tiny_path, base_path);
+        start_torch(ts, o, threads, tiny_path, base_path);
     if (!rc && o->run[ROW_TINY])
         rc = time_step_row(o, ROW_TINY, &tiny, o->tiny_batch, ts, res);
     if (!rc && o->run[ROW_BASE])
