@@ -27,6 +27,7 @@
 #include "model/albef_model.h"
 #include "ops/arena.h"
 #include "../tests/scenario.h"
+#include "row_list.h"
 #include "torch_side.h"
 
 #include <cblas.h>
@@ -34,7 +35,6 @@
 #include <getopt.h>
 #include <math.h>
 #include <omp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,8 +54,7 @@ static const char *const row_names[ROW_COUNT] = {"vit256", "vit384", "text", "fu
 typedef struct {
     int batch[ROW_COUNT];
     int text_len, scenario_len;
-    int min_iters, max_iters;
-    double min_time;
+    run_budget budget;
     int run[ROW_COUNT];
     int torch, profile;
     const char *python;
@@ -91,25 +90,6 @@ static int parse_positive(const char *flag, const char *s, int *out)
     return 0;
 }
 
-static int parse_rows(const char *list, int run[ROW_COUNT])
-{
-    memset(run, 0, sizeof(int) * ROW_COUNT);
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", list);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        int found = 0;
-        for (int r = 0; r < ROW_COUNT; r++)
-            if (!strcmp(tok, row_names[r]))
-                run[r] = found = 1;
-        if (!found) {
-            fprintf(stderr, "bench_model: --rows: unknown row '%s' (known: vit256,vit384,text,fusion,scenario)\n",
-                    tok);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* Returns 0, 1 (--help printed) or -1 (usage error). */
 static int parse_options(int argc, char **argv, bench_options *o)
 {
@@ -117,9 +97,7 @@ static int parse_options(int argc, char **argv, bench_options *o)
         .batch = {4, 2, 32, 16, 4},
         .text_len = 30,
         .scenario_len = 25,
-        .min_iters = 2,
-        .max_iters = 20,
-        .min_time = 2.0,
+        .budget = {.min_iters = 2, .max_iters = 20, .min_time = 2.0},
         .run = {1, 1, 1, 1, 1},
         .torch = 1,
         .python = "/usr/bin/python3",
@@ -155,7 +133,7 @@ static int parse_options(int argc, char **argv, bench_options *o)
         case 'n': o->torch = 0; break;
         case 'p': o->profile = 1; break;
         case 'h': usage(stdout); return 1;
-        case O_ROWS: rc = parse_rows(optarg, o->run); break;
+        case O_ROWS: rc = row_list_parse("bench_model", optarg, row_names, ROW_COUNT, o->run); break;
         case O_VIT256:
         case O_VIT384:
         case O_TEXT:
@@ -172,12 +150,12 @@ static int parse_options(int argc, char **argv, bench_options *o)
         }
         case O_TEXT_LEN: rc = parse_positive(flag, optarg, &o->text_len); break;
         case O_SCEN_LEN: rc = parse_positive(flag, optarg, &o->scenario_len); break;
-        case O_ITERS: rc = parse_positive(flag, optarg, &o->min_iters), explicit_iters = 1; break;
+        case O_ITERS: rc = parse_positive(flag, optarg, &o->budget.min_iters), explicit_iters = 1; break;
         case O_TIME: {
             char *end;
-            o->min_time = strtod(optarg, &end);
+            o->budget.min_time = strtod(optarg, &end);
             explicit_time = 1;
-            if (*optarg == '\0' || *end != '\0' || !(o->min_time >= 0 && o->min_time <= 600)) {
+            if (*optarg == '\0' || *end != '\0' || !(o->budget.min_time >= 0 && o->budget.min_time <= 600)) {
                 fprintf(stderr, "bench_model: --min-time: expected seconds in [0, 600], got '%s'\n", optarg);
                 rc = -1;
             }
@@ -208,9 +186,9 @@ static int parse_options(int argc, char **argv, bench_options *o)
             if (!explicit_batch[r])
                 o->batch[r] = quick_batch[r];
         if (!explicit_iters)
-            o->min_iters = 1;
+            o->budget.min_iters = 1;
         if (!explicit_time)
-            o->min_time = 0.5;
+            o->budget.min_time = 0.5;
     }
     return rc;
 }
@@ -542,7 +520,7 @@ static void upload_inputs(row_ctx *c)
 }
 
 /* One timed unit of work of the row. */
-static void run_pass(void *p)
+static int run_pass(void *p)
 {
     row_ctx *c = p;
     arena_reset(&c->ar, c->mark);
@@ -575,6 +553,7 @@ static void run_pass(void *p)
     default:
         break;
     }
+    return ALBEF_OK;
 }
 
 /* Sizes the arena by running the pass on the null back end, then allocates it. */
@@ -771,29 +750,10 @@ static void profile_row(row_ctx *c)
     n_profiles++;
 }
 
-/* Warms both sides up, then alternates their runs until each has enough. */
 static void time_row(const bench_options *o, row_ctx *c, torch_side *t, results *res)
 {
     const char *name = row_names[c->row];
-    run_times mine = {0}, theirs = {0};
-    run_pass(c);
-    int torch_on = torch_run(t, name, 0, c->B, &theirs) == 0;
-    for (;;) {
-        int more_mine = run_times_wants_more(&mine, o->min_iters, o->min_time, o->max_iters);
-        int more_theirs = torch_on && run_times_wants_more(&theirs, o->min_iters, o->min_time, o->max_iters);
-        if (!more_mine && !more_theirs)
-            break;
-        if (more_mine) {
-            double t0 = now();
-            run_pass(c);
-            run_times_add(&mine, now() - t0);
-        }
-        if (more_theirs)
-            torch_on = torch_run(t, name, 1, c->B, &theirs) == 0;
-    }
-    res->ours[c->row] = run_times_summarise(&mine, c->B);
-    if (torch_on)
-        res->torch[c->row] = run_times_summarise(&theirs, c->B);
+    torch_race(t, name, c->B, &o->budget, run_pass, c, &res->ours[c->row], &res->torch[c->row]);
     row_result *a = &res->ours[c->row], *b = &res->torch[c->row];
     fprintf(stderr, "bench_model: %-8s ours    best %.3f s, median %.3f s over %d runs\n", name, a->best, a->median,
             a->iters);
@@ -866,17 +826,13 @@ static void print_table(const bench_options *o, const results *res, const torch_
     };
     static const char *const unit[ROW_COUNT] = {"images/s", "images/s", "seqs/s", "pairs/s", "samples/s"};
     char torch_desc[400];
-    if (t->version[0])
-        snprintf(torch_desc, sizeof torch_desc, "PyTorch %s, %d threads (OpenBLAS %d)", t->version, t->threads,
-                 t->blas_threads);
-    else
-        snprintf(torch_desc, sizeof torch_desc, "PyTorch n/a: %s", t->note[0] ? t->note : "not run");
+    torch_describe(t, torch_desc, sizeof torch_desc);
     const char *wait = getenv("OMP_WAIT_POLICY");
     printf("albef-base, random weights, fp32 CPU back end, N = %d threads (OpenMP %d, OpenBLAS %d%s%s); %s\n",
            threads, threads, blas_threads, wait ? ", OMP_WAIT_POLICY=" : "", wait ? wait : "", torch_desc);
     printf("rates from the best of >= %d timed runs (>= %g s) per side after one warm-up, ours and PyTorch's "
            "alternating; L = %d (text, fusion), %d (scenario)\n",
-           o->min_iters, o->min_time, o->text_len, o->scenario_len);
+           o->budget.min_iters, o->budget.min_time, o->text_len, o->scenario_len);
     if (t->version[0] && t->note[0])
         printf("note: %s\n", t->note);
     printf("%-43s %6s  %-10s %10s %10s %13s\n", "what", "batch", "unit", "ours", "PyTorch", "ours/PyTorch");
@@ -922,8 +878,6 @@ int main(int argc, char **argv)
     int prc = parse_options(argc, argv, &o);
     if (prc)
         return prc > 0 ? 0 : 2;
-    /* a PyTorch side that dies must not take us with it */
-    signal(SIGPIPE, SIG_IGN);
     int threads = omp_get_max_threads(), blas_threads = openblas_get_num_threads();
     double t0 = now();
     torch_side t;

@@ -37,6 +37,7 @@
 #include "model/config.h"
 #include "text/tokenizer.h"
 #include "train/pretrain.h"
+#include "row_list.h"
 #include "torch_side.h"
 
 #include <cblas.h>
@@ -46,7 +47,6 @@
 #include <getopt.h>
 #include <math.h>
 #include <omp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,8 +65,8 @@ static const char *const row_names[ROW_COUNT] = {"tiny", "base", "synth", "photo
 
 typedef struct {
     int tiny_batch, base_batch, len;
-    int min_iters, max_iters;
-    double min_time, loader_time;
+    run_budget budget; /* of each side of a step row */
+    double loader_time;
     int synth_images, photo_repeats;
     int run[ROW_COUNT];
     int torch;
@@ -116,24 +116,6 @@ static int parse_seconds(const char *flag, const char *s, double *out)
     return 0;
 }
 
-static int parse_rows(const char *list, int run[ROW_COUNT])
-{
-    memset(run, 0, sizeof(int) * ROW_COUNT);
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", list);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        int found = 0;
-        for (int r = 0; r < ROW_COUNT; r++)
-            if (!strcmp(tok, row_names[r]))
-                run[r] = found = 1;
-        if (!found) {
-            fprintf(stderr, "bench_pretrain: --rows: unknown row '%s' (known: tiny,base,synth,photos)\n", tok);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* Returns 0, 1 (--help printed) or -1 (usage error). */
 static int parse_options(int argc, char **argv, bench_options *o)
 {
@@ -142,9 +124,7 @@ static int parse_options(int argc, char **argv, bench_options *o)
         .tiny_batch = 32,
         .base_batch = 2,
         .len = 25,
-        .min_iters = 2,
-        .max_iters = 20,
-        .min_time = 2.0,
+        .budget = {.min_iters = 2, .max_iters = 20, .min_time = 2.0},
         .loader_time = 3.0,
         .synth_images = 512,
         .photo_repeats = 8,
@@ -182,12 +162,12 @@ static int parse_options(int argc, char **argv, bench_options *o)
         case 'q': quick = 1; break;
         case 'n': o->torch = 0; break;
         case 'h': usage(stdout); return 1;
-        case O_ROWS: rc = parse_rows(optarg, o->run); break;
+        case O_ROWS: rc = row_list_parse("bench_pretrain", optarg, row_names, ROW_COUNT, o->run); break;
         case O_TINY: rc = parse_int(flag, optarg, 2, 4096, &o->tiny_batch); break;
         case O_BASE: rc = parse_int(flag, optarg, 2, 4096, &o->base_batch); break;
         case O_LEN: rc = parse_int(flag, optarg, 2, 512, &o->len); break;
-        case O_ITERS: rc = parse_int(flag, optarg, 1, 4096, &o->min_iters), explicit_iters = 1; break;
-        case O_TIME: rc = parse_seconds(flag, optarg, &o->min_time), explicit_time = 1; break;
+        case O_ITERS: rc = parse_int(flag, optarg, 1, 4096, &o->budget.min_iters), explicit_iters = 1; break;
+        case O_TIME: rc = parse_seconds(flag, optarg, &o->budget.min_time), explicit_time = 1; break;
         case O_LTIME: rc = parse_seconds(flag, optarg, &o->loader_time), explicit_ltime = 1; break;
         case O_SYNTH: rc = parse_int(flag, optarg, 1, 100000, &o->synth_images), explicit_synth = 1; break;
         case O_REPEATS: rc = parse_int(flag, optarg, 1, 10000, &o->photo_repeats), explicit_repeats = 1; break;
@@ -205,9 +185,9 @@ static int parse_options(int argc, char **argv, bench_options *o)
     }
     if (!rc && quick) {
         if (!explicit_iters)
-            o->min_iters = 1;
+            o->budget.min_iters = 1;
         if (!explicit_time)
-            o->min_time = 0.5;
+            o->budget.min_time = 0.5;
         if (!explicit_ltime)
             o->loader_time = 1.0;
         if (!explicit_synth)
@@ -302,6 +282,17 @@ static special_ids ids_for_vocab(int vocab)
     return vocab >= BERT_VOCAB_SIZE ? (special_ids){101, 103, 1000} : (special_ids){2, 4, 5};
 }
 
+typedef struct {
+    pretrainer *t;
+    const pretrain_batch *b;
+} step_pass_ctx;
+
+static int step_pass(void *p)
+{
+    step_pass_ctx *c = p;
+    return pretrainer_step(c->t, c->b, LEARNING_RATE, NULL);
+}
+
 /* One step row: a trainer at (cfg, batch, len), its inputs, one warm-up
  * step on each side, then alternating steps until each side has enough. */
 static int time_step_row(const bench_options *o, enum row_id row, const albef_config *cfg, int batch, torch_side *ts,
@@ -355,29 +346,12 @@ static int time_step_row(const bench_options *o, enum row_id row, const albef_co
             t.online.params.numel, res->step_arena_mib[row], now() - t0);
 
     pretrain_batch pb = {.images = images, .ids = ids, .mask = mask, .len = L, .alpha = cfg->alpha};
-    run_times mine = {0}, theirs = {0};
-    rc = pretrainer_step(&t, &pb, LEARNING_RATE, NULL);
-    int torch_on = !rc && torch_run(ts, name, 0, batch, &theirs) == 0;
-    while (!rc) {
-        int more_mine = run_times_wants_more(&mine, o->min_iters, o->min_time, o->max_iters);
-        int more_theirs = torch_on && run_times_wants_more(&theirs, o->min_iters, o->min_time, o->max_iters);
-        if (!more_mine && !more_theirs)
-            break;
-        if (more_mine) {
-            double s = now();
-            rc = pretrainer_step(&t, &pb, LEARNING_RATE, NULL);
-            run_times_add(&mine, now() - s);
-        }
-        if (more_theirs)
-            torch_on = torch_run(ts, name, 1, batch, &theirs) == 0;
-    }
+    step_pass_ctx pass = {&t, &pb};
+    rc = torch_race(ts, name, batch, &o->budget, step_pass, &pass, &res->ours[row], &res->torch[row]);
     if (rc) {
         rc = albef_error_context(rc, "%s step: ", name);
         goto done;
     }
-    res->ours[row] = run_times_summarise(&mine, batch);
-    if (torch_on)
-        res->torch[row] = run_times_summarise(&theirs, batch);
     const row_result *a = &res->ours[row], *b = &res->torch[row];
     fprintf(stderr, "bench_pretrain: %-6s ours    best %.3f s, median %.3f s over %d steps\n", name, a->best,
             a->median, a->iters);
@@ -388,7 +362,7 @@ static int time_step_row(const bench_options *o, enum row_id row, const albef_co
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         res->our_rss_kb = ru.ru_maxrss;
-        res->torch_rss_kb = torch_on ? ts->rss_kb : 0;
+        res->torch_rss_kb = ts->up ? ts->rss_kb : 0;
     }
 done:
     free(images), free(ids), free(mask);
@@ -579,11 +553,7 @@ static void print_table(const bench_options *o, const results *res, const torch_
                         int blas_threads, const double load_start[3], const double load_end[3])
 {
     char torch_desc[400];
-    if (t->version[0])
-        snprintf(torch_desc, sizeof torch_desc, "PyTorch %s, %d threads (OpenBLAS %d)", t->version, t->threads,
-                 t->blas_threads);
-    else
-        snprintf(torch_desc, sizeof torch_desc, "PyTorch n/a: %s", t->note[0] ? t->note : "not run");
+    torch_describe(t, torch_desc, sizeof torch_desc);
     const char *wait = getenv("OMP_WAIT_POLICY");
     printf("ALBEF pre-training, fp32 CPU back end, N = %d threads (OpenMP %d, OpenBLAS %d%s%s); %s; loader workers "
            "1 and 2, timed alone; load average %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end\n",
@@ -592,7 +562,7 @@ static void print_table(const bench_options *o, const results *res, const torch_
     printf("steps: random weights, dropout 0 on both sides, alpha %.2g, lr %g, L = %d, N(0, 1) images; best of >= %d "
            "timed steps (>= %g s) per side after one warm-up, ours and PyTorch's alternating; PyTorch's MLM head runs "
            "on all B x L positions, as the official model's, ours on the masked ones\n",
-           (double)res->alpha, (double)LEARNING_RATE, o->len, o->min_iters, o->min_time);
+           (double)res->alpha, (double)LEARNING_RATE, o->len, o->budget.min_iters, o->budget.min_time);
     printf("loader: pre-training transform (RandomResizedCrop + flip + RandomAugment(2, 7) + normalise), decoding "
            "included, whole epochs >= %g s; beside it the images/s our step of that preset demands\n",
            o->loader_time);
@@ -637,8 +607,6 @@ int main(int argc, char **argv)
     if (prc)
         return prc > 0 ? 0 : 2;
     albef_log_set_level(ALBEF_LOG_WARN);
-    /* a PyTorch side that dies must not take us with it */
-    signal(SIGPIPE, SIG_IGN);
     int threads = omp_get_max_threads(), blas_threads = openblas_get_num_threads();
     double load_start[3] = {NAN, NAN, NAN}, load_end[3] = {NAN, NAN, NAN};
     getloadavg(load_start, 3);

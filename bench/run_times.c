@@ -16,9 +16,9 @@ static int compare_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int run_times_wants_more(const run_times *t, int min_iters, double min_time, int max_iters)
+int run_times_wants_more(const run_times *t, const run_budget *b)
 {
-    return t->n < max_iters && t->n < RUN_TIMES_MAX && (t->n < min_iters || t->sum < min_time);
+    return t->n < b->max_iters && t->n < RUN_TIMES_MAX && (t->n < b->min_iters || t->sum < b->min_time);
 }
 
 void run_times_add(run_times *t, double seconds)

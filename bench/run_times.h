@@ -20,12 +20,18 @@ typedef struct {
     int ok;
 } row_result;
 
+/* How long each side of a row runs: until both min_iters runs and min_time
+ * seconds are reached, and no more than max_iters (or RUN_TIMES_MAX) runs. */
+typedef struct {
+    int min_iters, max_iters;
+    double min_time;
+} run_budget;
+
 /* Seconds on the monotonic clock. */
 double now(void);
 
-/* Another run is due until both min_iters and min_time are reached, and
- * none after max_iters (or RUN_TIMES_MAX). */
-int run_times_wants_more(const run_times *t, int min_iters, double min_time, int max_iters);
+/* Whether the budget asks for another run. */
+int run_times_wants_more(const run_times *t, const run_budget *b);
 void run_times_add(run_times *t, double seconds);
 /* Sorts the times; ok is 0 when there are none. */
 row_result run_times_summarise(run_times *t, int batch);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -79,6 +80,7 @@ void torch_start(torch_side *t, char *const argv[])
         snprintf(t->note, sizeof t->note, "pipe: %s", strerror(errno));
         return;
     }
+    signal(SIGPIPE, SIG_IGN);
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
@@ -137,6 +139,42 @@ int torch_run(torch_side *t, const char *name, int count, int batch, run_times *
     }
     cJSON_Delete(r);
     return rc;
+}
+
+int torch_race(torch_side *t, const char *name, int batch, const run_budget *budget, int (*pass)(void *ctx),
+               void *ctx, row_result *ours, row_result *theirs)
+{
+    run_times mine = {0}, their_times = {0};
+    int rc = pass(ctx);
+    if (rc)
+        return rc;
+    int torch_on = torch_run(t, name, 0, batch, &their_times) == 0;
+    for (;;) {
+        int more_mine = run_times_wants_more(&mine, budget);
+        int more_theirs = torch_on && run_times_wants_more(&their_times, budget);
+        if (!more_mine && !more_theirs)
+            break;
+        if (more_mine) {
+            double t0 = now();
+            rc = pass(ctx);
+            run_times_add(&mine, now() - t0);
+            if (rc)
+                return rc;
+        }
+        if (more_theirs)
+            torch_on = torch_run(t, name, 1, batch, &their_times) == 0;
+    }
+    *ours = run_times_summarise(&mine, batch);
+    *theirs = torch_on ? run_times_summarise(&their_times, batch) : (row_result){0};
+    return 0;
+}
+
+void torch_describe(const torch_side *t, char *buf, size_t cap)
+{
+    if (t->version[0])
+        snprintf(buf, cap, "PyTorch %s, %d threads (OpenBLAS %d)", t->version, t->threads, t->blas_threads);
+    else
+        snprintf(buf, cap, "PyTorch n/a: %s", t->note[0] ? t->note : "not run");
 }
 
 void torch_stop(torch_side *t)
