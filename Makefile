@@ -61,6 +61,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 FUZZERS  := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 TESTUTIL := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out tests/test_%,$(wildcard tests/*.c)))
+BENCHUTIL := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out bench/bench_%,$(wildcard bench/*.c)))
 
 ARCHIVE_OBJ := $(LIB_OBJ) $(if $(filter 1,$(CUDA)),$(CUDA_OBJ))
 
@@ -105,10 +106,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TESTUTIL) $(LIBALBEF)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -pthread $< $(TESTUTIL) $(LIBALBEF) $(LDLIBS_ALL) -lcmocka -o $@
 
-# Benchmarks may reuse the tests' reference scenario (a forward + backward step).
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/obj/tests/scenario.o $(LIBALBEF)
+# Benchmarks share bench/*.c other than bench_*.c (timing, the PyTorch side) and
+# may reuse the tests' reference scenario (a forward + backward step).
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCHUTIL) $(BUILD)/obj/tests/scenario.o $(LIBALBEF)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -pthread $< $(BUILD)/obj/tests/scenario.o $(LIBALBEF) $(LDLIBS_ALL) -o $@
+	$(CC) $(LDFLAGS) -pthread $< $(BENCHUTIL) $(BUILD)/obj/tests/scenario.o $(LIBALBEF) $(LDLIBS_ALL) -o $@
 
 $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(LIBALBEF)
 	@mkdir -p $(@D)

@@ -27,33 +27,23 @@
 #include "model/albef_model.h"
 #include "ops/arena.h"
 #include "../tests/scenario.h"
+#include "row_list.h"
+#include "torch_side.h"
 
 #include <cblas.h>
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <omp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #define TORCH_SCRIPT "scripts/dev/bench_model_torch.py"
 #define CLS_ID 101
 #define MASK_ID 103
 #define FIRST_WORD 1000
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* ---- options -------------------------------------------------------------- */
 
@@ -64,8 +54,7 @@ static const char *const row_names[ROW_COUNT] = {"vit256", "vit384", "text", "fu
 typedef struct {
     int batch[ROW_COUNT];
     int text_len, scenario_len;
-    int min_iters, max_iters;
-    double min_time;
+    run_budget budget;
     int run[ROW_COUNT];
     int torch, profile;
     const char *python;
@@ -101,25 +90,6 @@ static int parse_positive(const char *flag, const char *s, int *out)
     return 0;
 }
 
-static int parse_rows(const char *list, int run[ROW_COUNT])
-{
-    memset(run, 0, sizeof(int) * ROW_COUNT);
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", list);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        int found = 0;
-        for (int r = 0; r < ROW_COUNT; r++)
-            if (!strcmp(tok, row_names[r]))
-                run[r] = found = 1;
-        if (!found) {
-            fprintf(stderr, "bench_model: --rows: unknown row '%s' (known: vit256,vit384,text,fusion,scenario)\n",
-                    tok);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* Returns 0, 1 (--help printed) or -1 (usage error). */
 static int parse_options(int argc, char **argv, bench_options *o)
 {
@@ -127,9 +97,7 @@ static int parse_options(int argc, char **argv, bench_options *o)
         .batch = {4, 2, 32, 16, 4},
         .text_len = 30,
         .scenario_len = 25,
-        .min_iters = 2,
-        .max_iters = 20,
-        .min_time = 2.0,
+        .budget = {.min_iters = 2, .max_iters = 20, .min_time = 2.0},
         .run = {1, 1, 1, 1, 1},
         .torch = 1,
         .python = "/usr/bin/python3",
@@ -165,7 +133,7 @@ static int parse_options(int argc, char **argv, bench_options *o)
         case 'n': o->torch = 0; break;
         case 'p': o->profile = 1; break;
         case 'h': usage(stdout); return 1;
-        case O_ROWS: rc = parse_rows(optarg, o->run); break;
+        case O_ROWS: rc = row_list_parse("bench_model", optarg, row_names, ROW_COUNT, o->run); break;
         case O_VIT256:
         case O_VIT384:
         case O_TEXT:
@@ -182,12 +150,12 @@ static int parse_options(int argc, char **argv, bench_options *o)
         }
         case O_TEXT_LEN: rc = parse_positive(flag, optarg, &o->text_len); break;
         case O_SCEN_LEN: rc = parse_positive(flag, optarg, &o->scenario_len); break;
-        case O_ITERS: rc = parse_positive(flag, optarg, &o->min_iters), explicit_iters = 1; break;
+        case O_ITERS: rc = parse_positive(flag, optarg, &o->budget.min_iters), explicit_iters = 1; break;
         case O_TIME: {
             char *end;
-            o->min_time = strtod(optarg, &end);
+            o->budget.min_time = strtod(optarg, &end);
             explicit_time = 1;
-            if (*optarg == '\0' || *end != '\0' || !(o->min_time >= 0 && o->min_time <= 600)) {
+            if (*optarg == '\0' || *end != '\0' || !(o->budget.min_time >= 0 && o->budget.min_time <= 600)) {
                 fprintf(stderr, "bench_model: --min-time: expected seconds in [0, 600], got '%s'\n", optarg);
                 rc = -1;
             }
@@ -218,57 +186,11 @@ static int parse_options(int argc, char **argv, bench_options *o)
             if (!explicit_batch[r])
                 o->batch[r] = quick_batch[r];
         if (!explicit_iters)
-            o->min_iters = 1;
+            o->budget.min_iters = 1;
         if (!explicit_time)
-            o->min_time = 0.5;
+            o->budget.min_time = 0.5;
     }
     return rc;
-}
-
-/* ---- timing ---------------------------------------------------------------- */
-
-#define MAX_RUNS 64
-
-typedef struct {
-    int batch, iters;
-    double best, median; /* seconds per run */
-    int ok;
-} row_result;
-
-static int compare_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* The run times of one side of a row. */
-typedef struct {
-    double times[MAX_RUNS];
-    int n;
-    double sum;
-} run_times;
-
-/* Another run is due until both --min-iters and --min-time are reached. */
-static int wants_more(const bench_options *o, const run_times *t)
-{
-    return t->n < o->max_iters && t->n < MAX_RUNS && (t->n < o->min_iters || t->sum < o->min_time);
-}
-
-static void add_time(run_times *t, double seconds)
-{
-    t->times[t->n++] = seconds;
-    t->sum += seconds;
-}
-
-static row_result summarise(run_times *t, int batch)
-{
-    row_result r = {.batch = batch, .iters = t->n, .ok = t->n > 0};
-    if (!t->n)
-        return r;
-    qsort(t->times, (size_t)t->n, sizeof *t->times, compare_double);
-    r.best = t->times[0];
-    r.median = t->n % 2 ? t->times[t->n / 2] : 0.5 * (t->times[t->n / 2 - 1] + t->times[t->n / 2]);
-    return r;
 }
 
 /* ---- the op profile: a back end that times each call of the CPU one ------- */
@@ -598,7 +520,7 @@ static void upload_inputs(row_ctx *c)
 }
 
 /* One timed unit of work of the row. */
-static void run_pass(void *p)
+static int run_pass(void *p)
 {
     row_ctx *c = p;
     arena_reset(&c->ar, c->mark);
@@ -631,6 +553,7 @@ static void run_pass(void *p)
     default:
         break;
     }
+    return ALBEF_OK;
 }
 
 /* Sizes the arena by running the pass on the null back end, then allocates it. */
@@ -756,84 +679,11 @@ static int vit_at_resolution(vit_model *vit, param_set *ps, const albef_config *
 
 /* ---- the PyTorch side: scripts/dev/bench_model_torch.py --serve ------------ */
 
-/* A child process that answers one JSON line per command line. Its runs and
- * ours alternate (never overlap), so both see the same load when the machine
- * is shared. */
-typedef struct {
-    pid_t pid;
-    FILE *to, *from;
-    int up;
-    char version[64];
-    int threads, blas_threads;
-    long rss_kb;
-    char note[256];
-    /* --profile: its ops of one vit256 forward, by self time */
-    struct {
-        char op[64];
-        double seconds;
-        int calls;
-    } ops[16];
-    int n_ops;
-} torch_side;
-
-static double json_number(const cJSON *obj, const char *key)
+static void start_torch(torch_side *t, const bench_options *o, int threads)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
-static void torch_down(torch_side *t, const char *fmt, const char *detail)
-{
-    if (t->up)
-        snprintf(t->note, sizeof t->note, fmt, detail);
-    t->up = 0;
-}
-
-/* Reads one reply; NULL (and the side marked down) on EOF, bad JSON or an
- * "error" reply. */
-static cJSON *torch_read(torch_side *t)
-{
-    char *line = NULL;
-    size_t cap = 0;
-    if (!t->up)
-        return NULL;
-    if (getline(&line, &cap, t->from) < 0) {
-        free(line);
-        torch_down(t, "%s ended early (see its messages above)", TORCH_SCRIPT);
-        return NULL;
-    }
-    cJSON *j = cJSON_Parse(line);
-    free(line);
-    const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
-    if (!cJSON_IsObject(j) || cJSON_IsString(err)) {
-        torch_down(t, "PyTorch side: %s", cJSON_IsString(err) ? err->valuestring : "a reply that is not JSON");
-        cJSON_Delete(j);
-        return NULL;
-    }
-    return j;
-}
-
-static cJSON *torch_command(torch_side *t, const char *cmd)
-{
-    if (!t->up)
-        return NULL;
-    if (fprintf(t->to, "%s\n", cmd) < 0 || fflush(t->to) != 0) {
-        torch_down(t, "%s stopped reading its commands", TORCH_SCRIPT);
-        return NULL;
-    }
-    return torch_read(t);
-}
-
-static void torch_start(torch_side *t, const bench_options *o, int threads)
-{
-    memset(t, 0, sizeof *t);
-    t->pid = -1;
+    torch_init(t, "bench_model", TORCH_SCRIPT);
     if (!o->torch) {
         snprintf(t->note, sizeof t->note, "--no-torch");
-        return;
-    }
-    if (access(TORCH_SCRIPT, R_OK) != 0) {
-        snprintf(t->note, sizeof t->note, "%s not found (run from the repository root)", TORCH_SCRIPT);
         return;
     }
     char args[8][32];
@@ -844,74 +694,20 @@ static void torch_start(torch_side *t, const bench_options *o, int threads)
     char *argv[] = {(char *)o->python, TORCH_SCRIPT, "--serve", "--threads", args[0], "--vit256-batch", args[1],
                     "--vit384-batch", args[2], "--text-batch", args[3], "--text-len", args[4], "--fusion-batch",
                     args[5], "--scenario-batch", args[6], "--scenario-len", args[7], NULL};
-    int down[2], up[2];
-    if (pipe(down) != 0 || pipe(up) != 0) {
-        snprintf(t->note, sizeof t->note, "pipe: %s", strerror(errno));
-        return;
-    }
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(t->note, sizeof t->note, "fork: %s", strerror(errno));
-        return;
-    }
-    if (pid == 0) {
-        dup2(down[0], STDIN_FILENO);
-        dup2(up[1], STDOUT_FILENO);
-        close(down[0]), close(down[1]), close(up[0]), close(up[1]);
-        execv(o->python, argv);
-        fprintf(stderr, "bench_model: cannot run %s: %s\n", o->python, strerror(errno));
-        _exit(127);
-    }
-    close(down[0]), close(up[1]);
-    t->pid = pid;
-    t->to = fdopen(down[1], "w");
-    t->from = fdopen(up[0], "r");
-    t->up = t->to && t->from;
-    cJSON *ready = torch_read(t);
-    if (!ready) {
-        snprintf(t->note, sizeof t->note, "%s did not start %s (no torch? see the messages above)", o->python,
-                 TORCH_SCRIPT);
-        return;
-    }
-    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(ready, "torch_version");
-    snprintf(t->version, sizeof t->version, "%s", cJSON_IsString(ver) ? ver->valuestring : "?");
-    t->threads = (int)json_number(ready, "threads");
-    double bt = json_number(ready, "openblas_threads");
-    t->blas_threads = isnan(bt) ? -1 : (int)bt;
-    t->note[0] = '\0';
-    cJSON_Delete(ready);
+    torch_start(t, argv);
 }
 
-/* Runs row `name` `count` times on the PyTorch side (count 0: prepares it and
- * warms it up); adds the times. */
-static int torch_run(torch_side *t, const char *name, int count, int batch, run_times *times)
-{
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "run %s %d", name, count);
-    cJSON *r = torch_command(t, cmd);
-    if (!r)
-        return -1;
-    const cJSON *list = cJSON_GetObjectItemCaseSensitive(r, "times"), *v;
-    int got = 0, rc = 0;
-    cJSON_ArrayForEach(v, list) if (cJSON_IsNumber(v) && times->n < MAX_RUNS && got < count)
-    {
-        add_time(times, v->valuedouble);
-        got++;
-    }
-    if ((int)json_number(r, "batch") != batch || got != count) {
-        char what[96];
-        snprintf(what, sizeof what, "%s: batch %d and %d times, expected batch %d and %d", name,
-                 (int)json_number(r, "batch"), got, batch, count);
-        torch_down(t, "PyTorch side: %s", what);
-        rc = -1;
-    }
-    cJSON_Delete(r);
-    return rc;
-}
+/* --profile: the PyTorch side's ops of one vit256 forward, by self time. */
+typedef struct {
+    struct {
+        char op[64];
+        double seconds;
+        int calls;
+    } ops[16];
+    int n_ops;
+} torch_op_profile;
 
-static void torch_profile(torch_side *t, const char *name)
+static void torch_profile(torch_side *t, const char *name, torch_op_profile *p)
 {
     char cmd[64];
     snprintf(cmd, sizeof cmd, "profile %s", name);
@@ -920,30 +716,13 @@ static void torch_profile(torch_side *t, const char *name)
     cJSON_ArrayForEach(ev, cJSON_GetObjectItemCaseSensitive(r, "profile"))
     {
         const cJSON *op = cJSON_GetObjectItemCaseSensitive(ev, "op");
-        if (t->n_ops == (int)(sizeof t->ops / sizeof *t->ops) || !cJSON_IsString(op))
+        if (p->n_ops == (int)(sizeof p->ops / sizeof *p->ops) || !cJSON_IsString(op))
             continue;
-        snprintf(t->ops[t->n_ops].op, sizeof t->ops[0].op, "%s", op->valuestring);
-        t->ops[t->n_ops].seconds = json_number(ev, "seconds");
-        t->ops[t->n_ops++].calls = (int)json_number(ev, "calls");
+        snprintf(p->ops[p->n_ops].op, sizeof p->ops[0].op, "%s", op->valuestring);
+        p->ops[p->n_ops].seconds = json_number(ev, "seconds");
+        p->ops[p->n_ops++].calls = (int)json_number(ev, "calls");
     }
     cJSON_Delete(r);
-}
-
-/* Asks for the peak RSS, then waits for the child to end. */
-static void torch_stop(torch_side *t)
-{
-    cJSON *r = torch_command(t, "quit");
-    double rss = json_number(r, "peak_rss_kb");
-    t->rss_kb = isnan(rss) ? 0 : (long)rss;
-    cJSON_Delete(r);
-    if (t->to)
-        fclose(t->to);
-    if (t->from)
-        fclose(t->from);
-    if (t->pid > 0)
-        waitpid(t->pid, NULL, 0);
-    t->to = t->from = NULL;
-    t->pid = -1;
 }
 
 /* ---- the rows ------------------------------------------------------------------ */
@@ -951,6 +730,7 @@ static void torch_stop(torch_side *t)
 typedef struct {
     row_result ours[ROW_COUNT], torch[ROW_COUNT];
     long our_rss_kb;
+    torch_op_profile torch_ops; /* --profile */
 } results;
 
 /* One more run through the profiling back end; kept for print_profiles. */
@@ -970,28 +750,10 @@ static void profile_row(row_ctx *c)
     n_profiles++;
 }
 
-/* Warms both sides up, then alternates their runs until each has enough. */
 static void time_row(const bench_options *o, row_ctx *c, torch_side *t, results *res)
 {
     const char *name = row_names[c->row];
-    run_times mine = {0}, theirs = {0};
-    run_pass(c);
-    int torch_on = torch_run(t, name, 0, c->B, &theirs) == 0;
-    for (;;) {
-        int more_mine = wants_more(o, &mine), more_theirs = torch_on && wants_more(o, &theirs);
-        if (!more_mine && !more_theirs)
-            break;
-        if (more_mine) {
-            double t0 = now();
-            run_pass(c);
-            add_time(&mine, now() - t0);
-        }
-        if (more_theirs)
-            torch_on = torch_run(t, name, 1, c->B, &theirs) == 0;
-    }
-    res->ours[c->row] = summarise(&mine, c->B);
-    if (torch_on)
-        res->torch[c->row] = summarise(&theirs, c->B);
+    torch_race(t, name, c->B, &o->budget, run_pass, c, &res->ours[c->row], &res->torch[c->row]);
     row_result *a = &res->ours[c->row], *b = &res->torch[c->row];
     fprintf(stderr, "bench_model: %-8s ours    best %.3f s, median %.3f s over %d runs\n", name, a->best, a->median,
             a->iters);
@@ -1035,7 +797,7 @@ static int run_rows(const bench_options *o, torch_side *t, results *res)
             if (o->profile && (r == ROW_VIT256 || r == ROW_SCENARIO))
                 profile_row(&c);
             if (o->profile && r == ROW_VIT256)
-                torch_profile(t, row_names[r]);
+                torch_profile(t, row_names[r], &res->torch_ops);
         }
         row_release(&c);
         if (r == ROW_VIT384) {
@@ -1064,17 +826,13 @@ static void print_table(const bench_options *o, const results *res, const torch_
     };
     static const char *const unit[ROW_COUNT] = {"images/s", "images/s", "seqs/s", "pairs/s", "samples/s"};
     char torch_desc[400];
-    if (t->version[0])
-        snprintf(torch_desc, sizeof torch_desc, "PyTorch %s, %d threads (OpenBLAS %d)", t->version, t->threads,
-                 t->blas_threads);
-    else
-        snprintf(torch_desc, sizeof torch_desc, "PyTorch n/a: %s", t->note[0] ? t->note : "not run");
+    torch_describe(t, torch_desc, sizeof torch_desc);
     const char *wait = getenv("OMP_WAIT_POLICY");
     printf("albef-base, random weights, fp32 CPU back end, N = %d threads (OpenMP %d, OpenBLAS %d%s%s); %s\n",
            threads, threads, blas_threads, wait ? ", OMP_WAIT_POLICY=" : "", wait ? wait : "", torch_desc);
     printf("rates from the best of >= %d timed runs (>= %g s) per side after one warm-up, ours and PyTorch's "
            "alternating; L = %d (text, fusion), %d (scenario)\n",
-           o->min_iters, o->min_time, o->text_len, o->scenario_len);
+           o->budget.min_iters, o->budget.min_time, o->text_len, o->scenario_len);
     if (t->version[0] && t->note[0])
         printf("note: %s\n", t->note);
     printf("%-43s %6s  %-10s %10s %10s %13s\n", "what", "batch", "unit", "ours", "PyTorch", "ours/PyTorch");
@@ -1099,7 +857,7 @@ static void print_table(const bench_options *o, const results *res, const torch_
            theirs, ratio);
 }
 
-static void print_torch_profile(const bench_options *o, const torch_side *t)
+static void print_torch_profile(const bench_options *o, const torch_op_profile *t)
 {
     if (!t->n_ops)
         return;
@@ -1120,12 +878,10 @@ int main(int argc, char **argv)
     int prc = parse_options(argc, argv, &o);
     if (prc)
         return prc > 0 ? 0 : 2;
-    /* a PyTorch side that dies must not take us with it */
-    signal(SIGPIPE, SIG_IGN);
     int threads = omp_get_max_threads(), blas_threads = openblas_get_num_threads();
     double t0 = now();
     torch_side t;
-    torch_start(&t, &o, threads);
+    start_torch(&t, &o, threads);
     results res;
     memset(&res, 0, sizeof res);
     int rc = run_rows(&o, &t, &res);
@@ -1137,6 +893,6 @@ int main(int argc, char **argv)
     fprintf(stderr, "bench_model: %.0f s in all\n", now() - t0);
     print_table(&o, &res, &t, threads, blas_threads);
     print_profiles();
-    print_torch_profile(&o, &t);
+    print_torch_profile(&o, &res.torch_ops);
     return 0;
 }

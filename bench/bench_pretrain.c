@@ -37,6 +37,8 @@
 #include "model/config.h"
 #include "text/tokenizer.h"
 #include "train/pretrain.h"
+#include "row_list.h"
+#include "torch_side.h"
 
 #include <cblas.h>
 #include <cjson/cJSON.h>
@@ -45,26 +47,15 @@
 #include <getopt.h>
 #include <math.h>
 #include <omp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #define TORCH_SCRIPT "scripts/dev/bench_pretrain_torch.py"
 #define BERT_VOCAB_SIZE 30522
 #define LEARNING_RATE 1e-4f
 #define SEED 42
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* ---- options -------------------------------------------------------------- */
 
@@ -74,8 +65,8 @@ static const char *const row_names[ROW_COUNT] = {"tiny", "base", "synth", "photo
 
 typedef struct {
     int tiny_batch, base_batch, len;
-    int min_iters, max_iters;
-    double min_time, loader_time;
+    run_budget budget; /* of each side of a step row */
+    double loader_time;
     int synth_images, photo_repeats;
     int run[ROW_COUNT];
     int torch;
@@ -125,24 +116,6 @@ static int parse_seconds(const char *flag, const char *s, double *out)
     return 0;
 }
 
-static int parse_rows(const char *list, int run[ROW_COUNT])
-{
-    memset(run, 0, sizeof(int) * ROW_COUNT);
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", list);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        int found = 0;
-        for (int r = 0; r < ROW_COUNT; r++)
-            if (!strcmp(tok, row_names[r]))
-                run[r] = found = 1;
-        if (!found) {
-            fprintf(stderr, "bench_pretrain: --rows: unknown row '%s' (known: tiny,base,synth,photos)\n", tok);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* Returns 0, 1 (--help printed) or -1 (usage error). */
 static int parse_options(int argc, char **argv, bench_options *o)
 {
@@ -151,9 +124,7 @@ static int parse_options(int argc, char **argv, bench_options *o)
         .tiny_batch = 32,
         .base_batch = 2,
         .len = 25,
-        .min_iters = 2,
-        .max_iters = 20,
-        .min_time = 2.0,
+        .budget = {.min_iters = 2, .max_iters = 20, .min_time = 2.0},
         .loader_time = 3.0,
         .synth_images = 512,
         .photo_repeats = 8,
@@ -191,12 +162,12 @@ static int parse_options(int argc, char **argv, bench_options *o)
         case 'q': quick = 1; break;
         case 'n': o->torch = 0; break;
         case 'h': usage(stdout); return 1;
-        case O_ROWS: rc = parse_rows(optarg, o->run); break;
+        case O_ROWS: rc = row_list_parse("bench_pretrain", optarg, row_names, ROW_COUNT, o->run); break;
         case O_TINY: rc = parse_int(flag, optarg, 2, 4096, &o->tiny_batch); break;
         case O_BASE: rc = parse_int(flag, optarg, 2, 4096, &o->base_batch); break;
         case O_LEN: rc = parse_int(flag, optarg, 2, 512, &o->len); break;
-        case O_ITERS: rc = parse_int(flag, optarg, 1, 4096, &o->min_iters), explicit_iters = 1; break;
-        case O_TIME: rc = parse_seconds(flag, optarg, &o->min_time), explicit_time = 1; break;
+        case O_ITERS: rc = parse_int(flag, optarg, 1, 4096, &o->budget.min_iters), explicit_iters = 1; break;
+        case O_TIME: rc = parse_seconds(flag, optarg, &o->budget.min_time), explicit_time = 1; break;
         case O_LTIME: rc = parse_seconds(flag, optarg, &o->loader_time), explicit_ltime = 1; break;
         case O_SYNTH: rc = parse_int(flag, optarg, 1, 100000, &o->synth_images), explicit_synth = 1; break;
         case O_REPEATS: rc = parse_int(flag, optarg, 1, 10000, &o->photo_repeats), explicit_repeats = 1; break;
@@ -214,9 +185,9 @@ static int parse_options(int argc, char **argv, bench_options *o)
     }
     if (!rc && quick) {
         if (!explicit_iters)
-            o->min_iters = 1;
+            o->budget.min_iters = 1;
         if (!explicit_time)
-            o->min_time = 0.5;
+            o->budget.min_time = 0.5;
         if (!explicit_ltime)
             o->loader_time = 1.0;
         if (!explicit_synth)
@@ -225,52 +196,6 @@ static int parse_options(int argc, char **argv, bench_options *o)
             o->photo_repeats = 4;
     }
     return rc;
-}
-
-/* ---- timing ---------------------------------------------------------------- */
-
-#define MAX_RUNS 64
-
-typedef struct {
-    int batch, iters;
-    double best, median; /* seconds per step */
-    int ok;
-} row_result;
-
-static int compare_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* The step times of one side of a row. */
-typedef struct {
-    double times[MAX_RUNS];
-    int n;
-    double sum;
-} run_times;
-
-/* Another step is due until both --min-iters and --min-time are reached. */
-static int wants_more(const bench_options *o, const run_times *t)
-{
-    return t->n < o->max_iters && t->n < MAX_RUNS && (t->n < o->min_iters || t->sum < o->min_time);
-}
-
-static void add_time(run_times *t, double seconds)
-{
-    t->times[t->n++] = seconds;
-    t->sum += seconds;
-}
-
-static row_result summarise(run_times *t, int batch)
-{
-    row_result r = {.batch = batch, .iters = t->n, .ok = t->n > 0};
-    if (!t->n)
-        return r;
-    qsort(t->times, (size_t)t->n, sizeof *t->times, compare_double);
-    r.best = t->times[0];
-    r.median = t->n % 2 ? t->times[t->n / 2] : 0.5 * (t->times[t->n / 2 - 1] + t->times[t->n / 2]);
-    return r;
 }
 
 /* ---- the temporary folder ------------------------------------------------------ */
@@ -313,85 +238,16 @@ static int write_config(const albef_config *cfg, const char *path)
 
 /* ---- the PyTorch side: scripts/dev/bench_pretrain_torch.py --serve ------------ */
 
-/* A child process that answers one JSON line per command line. Its steps and
- * ours alternate (never overlap), so both see the same load when the machine
- * is shared. */
-typedef struct {
-    pid_t pid;
-    FILE *to, *from;
-    int up;
-    char version[64];
-    int threads, blas_threads;
-    long last_rss_kb; /* peak RSS reported with the last reply */
-    char note[256];
-} torch_side;
-
-static double json_number(const cJSON *obj, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
-static void torch_down(torch_side *t, const char *fmt, const char *detail)
-{
-    if (t->up)
-        snprintf(t->note, sizeof t->note, fmt, detail);
-    t->up = 0;
-}
-
-/* Reads one reply; NULL (and the side marked down) on EOF, bad JSON or an
- * "error" reply. */
-static cJSON *torch_read(torch_side *t)
-{
-    char *line = NULL;
-    size_t cap = 0;
-    if (!t->up)
-        return NULL;
-    if (getline(&line, &cap, t->from) < 0) {
-        free(line);
-        torch_down(t, "%s ended early (see its messages above)", TORCH_SCRIPT);
-        return NULL;
-    }
-    cJSON *j = cJSON_Parse(line);
-    free(line);
-    const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
-    if (!cJSON_IsObject(j) || cJSON_IsString(err)) {
-        torch_down(t, "PyTorch side: %s", cJSON_IsString(err) ? err->valuestring : "a reply that is not JSON");
-        cJSON_Delete(j);
-        return NULL;
-    }
-    double rss = json_number(j, "peak_rss_kb");
-    if (!isnan(rss))
-        t->last_rss_kb = (long)rss;
-    return j;
-}
-
-static cJSON *torch_command(torch_side *t, const char *cmd)
-{
-    if (!t->up)
-        return NULL;
-    if (fprintf(t->to, "%s\n", cmd) < 0 || fflush(t->to) != 0) {
-        torch_down(t, "%s stopped reading its commands", TORCH_SCRIPT);
-        return NULL;
-    }
-    return torch_read(t);
-}
-
-static void torch_start(torch_side *t, const bench_options *o, int threads, const char *tiny_cfg,
+static void start_torch(torch_side *t, const bench_options *o, int threads, const char *tiny_cfg,
                         const char *base_cfg)
 {
-    memset(t, 0, sizeof *t);
-    t->pid = -1;
+    torch_init(t, "bench_pretrain", TORCH_SCRIPT);
     if (!o->torch) {
         snprintf(t->note, sizeof t->note, "--no-torch");
         return;
     }
     if (!o->run[ROW_TINY] && !o->run[ROW_BASE])
         return;
-    if (access(TORCH_SCRIPT, R_OK) != 0) {
-        snprintf(t->note, sizeof t->note, "%s not found (run from the repository root)", TORCH_SCRIPT);
-        return;
-    }
     char args[4][32];
     const int nums[4] = {threads, o->tiny_batch, o->base_batch, o->len};
     for (int i = 0; i < 4; i++)
@@ -399,84 +255,7 @@ static void torch_start(torch_side *t, const bench_options *o, int threads, cons
     char *argv[] = {(char *)o->python, TORCH_SCRIPT, "--serve", "--threads", args[0], "--tiny-batch", args[1],
                     "--base-batch", args[2], "--len", args[3], "--tiny-config", (char *)tiny_cfg,
                     "--base-config", (char *)base_cfg, NULL};
-    int down[2], up[2];
-    if (pipe(down) != 0 || pipe(up) != 0) {
-        snprintf(t->note, sizeof t->note, "pipe: %s", strerror(errno));
-        return;
-    }
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(t->note, sizeof t->note, "fork: %s", strerror(errno));
-        return;
-    }
-    if (pid == 0) {
-        dup2(down[0], STDIN_FILENO);
-        dup2(up[1], STDOUT_FILENO);
-        close(down[0]), close(down[1]), close(up[0]), close(up[1]);
-        execv(o->python, argv);
-        fprintf(stderr, "bench_pretrain: cannot run %s: %s\n", o->python, strerror(errno));
-        _exit(127);
-    }
-    close(down[0]), close(up[1]);
-    t->pid = pid;
-    t->to = fdopen(down[1], "w");
-    t->from = fdopen(up[0], "r");
-    t->up = t->to && t->from;
-    cJSON *ready = torch_read(t);
-    if (!ready) {
-        snprintf(t->note, sizeof t->note, "%s did not start %s (no torch? see the messages above)", o->python,
-                 TORCH_SCRIPT);
-        return;
-    }
-    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(ready, "torch_version");
-    snprintf(t->version, sizeof t->version, "%s", cJSON_IsString(ver) ? ver->valuestring : "?");
-    t->threads = (int)json_number(ready, "threads");
-    double bt = json_number(ready, "openblas_threads");
-    t->blas_threads = isnan(bt) ? -1 : (int)bt;
-    t->note[0] = '\0';
-    cJSON_Delete(ready);
-}
-
-/* Runs `count` steps of preset `name` on the PyTorch side (count 0: builds
- * the preset and warms it up); adds the times. */
-static int torch_run(torch_side *t, const char *name, int count, int batch, run_times *times)
-{
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "run %s %d", name, count);
-    cJSON *r = torch_command(t, cmd);
-    if (!r)
-        return -1;
-    const cJSON *list = cJSON_GetObjectItemCaseSensitive(r, "times"), *v;
-    int got = 0, rc = 0;
-    cJSON_ArrayForEach(v, list) if (cJSON_IsNumber(v) && times->n < MAX_RUNS && got < count)
-    {
-        add_time(times, v->valuedouble);
-        got++;
-    }
-    if ((int)json_number(r, "batch") != batch || got != count) {
-        char what[96];
-        snprintf(what, sizeof what, "%s: batch %d and %d times, expected batch %d and %d", name,
-                 (int)json_number(r, "batch"), got, batch, count);
-        torch_down(t, "PyTorch side: %s", what);
-        rc = -1;
-    }
-    cJSON_Delete(r);
-    return rc;
-}
-
-static void torch_stop(torch_side *t)
-{
-    cJSON_Delete(torch_command(t, "quit"));
-    if (t->to)
-        fclose(t->to);
-    if (t->from)
-        fclose(t->from);
-    if (t->pid > 0)
-        waitpid(t->pid, NULL, 0);
-    t->to = t->from = NULL;
-    t->pid = -1;
+    torch_start(t, argv);
 }
 
 /* ---- the step rows -------------------------------------------------------------- */
@@ -501,6 +280,17 @@ typedef struct {
 static special_ids ids_for_vocab(int vocab)
 {
     return vocab >= BERT_VOCAB_SIZE ? (special_ids){101, 103, 1000} : (special_ids){2, 4, 5};
+}
+
+typedef struct {
+    pretrainer *t;
+    const pretrain_batch *b;
+} step_pass_ctx;
+
+static int step_pass(void *p)
+{
+    step_pass_ctx *c = p;
+    return pretrainer_step(c->t, c->b, LEARNING_RATE, NULL);
 }
 
 /* One step row: a trainer at (cfg, batch, len), its inputs, one warm-up
@@ -556,28 +346,12 @@ static int time_step_row(const bench_options *o, enum row_id row, const albef_co
             t.online.params.numel, res->step_arena_mib[row], now() - t0);
 
     pretrain_batch pb = {.images = images, .ids = ids, .mask = mask, .len = L, .alpha = cfg->alpha};
-    run_times mine = {0}, theirs = {0};
-    rc = pretrainer_step(&t, &pb, LEARNING_RATE, NULL);
-    int torch_on = !rc && torch_run(ts, name, 0, batch, &theirs) == 0;
-    while (!rc) {
-        int more_mine = wants_more(o, &mine), more_theirs = torch_on && wants_more(o, &theirs);
-        if (!more_mine && !more_theirs)
-            break;
-        if (more_mine) {
-            double s = now();
-            rc = pretrainer_step(&t, &pb, LEARNING_RATE, NULL);
-            add_time(&mine, now() - s);
-        }
-        if (more_theirs)
-            torch_on = torch_run(ts, name, 1, batch, &theirs) == 0;
-    }
+    step_pass_ctx pass = {&t, &pb};
+    rc = torch_race(ts, name, batch, &o->budget, step_pass, &pass, &res->ours[row], &res->torch[row]);
     if (rc) {
         rc = albef_error_context(rc, "%s step: ", name);
         goto done;
     }
-    res->ours[row] = summarise(&mine, batch);
-    if (torch_on)
-        res->torch[row] = summarise(&theirs, batch);
     const row_result *a = &res->ours[row], *b = &res->torch[row];
     fprintf(stderr, "bench_pretrain: %-6s ours    best %.3f s, median %.3f s over %d steps\n", name, a->best,
             a->median, a->iters);
@@ -588,7 +362,7 @@ static int time_step_row(const bench_options *o, enum row_id row, const albef_co
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         res->our_rss_kb = ru.ru_maxrss;
-        res->torch_rss_kb = torch_on ? ts->last_rss_kb : 0;
+        res->torch_rss_kb = ts->up ? ts->rss_kb : 0;
     }
 done:
     free(images), free(ids), free(mask);
@@ -741,7 +515,7 @@ static int run_rows(const bench_options *o, torch_side *ts, int threads, results
     rc = rc ? rc : write_config(&tiny, tiny_path);
     rc = rc ? rc : write_config(&base, base_path);
     if (!rc)
-        torch_start(ts, o, threads, tiny_path, base_path);
+        start_torch(ts, o, threads, tiny_path, base_path);
     if (!rc && o->run[ROW_TINY])
         rc = time_step_row(o, ROW_TINY, &tiny, o->tiny_batch, ts, res);
     if (!rc && o->run[ROW_BASE])
@@ -779,11 +553,7 @@ static void print_table(const bench_options *o, const results *res, const torch_
                         int blas_threads, const double load_start[3], const double load_end[3])
 {
     char torch_desc[400];
-    if (t->version[0])
-        snprintf(torch_desc, sizeof torch_desc, "PyTorch %s, %d threads (OpenBLAS %d)", t->version, t->threads,
-                 t->blas_threads);
-    else
-        snprintf(torch_desc, sizeof torch_desc, "PyTorch n/a: %s", t->note[0] ? t->note : "not run");
+    torch_describe(t, torch_desc, sizeof torch_desc);
     const char *wait = getenv("OMP_WAIT_POLICY");
     printf("ALBEF pre-training, fp32 CPU back end, N = %d threads (OpenMP %d, OpenBLAS %d%s%s); %s; loader workers "
            "1 and 2, timed alone; load average %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end\n",
@@ -792,7 +562,7 @@ static void print_table(const bench_options *o, const results *res, const torch_
     printf("steps: random weights, dropout 0 on both sides, alpha %.2g, lr %g, L = %d, N(0, 1) images; best of >= %d "
            "timed steps (>= %g s) per side after one warm-up, ours and PyTorch's alternating; PyTorch's MLM head runs "
            "on all B x L positions, as the official model's, ours on the masked ones\n",
-           (double)res->alpha, (double)LEARNING_RATE, o->len, o->min_iters, o->min_time);
+           (double)res->alpha, (double)LEARNING_RATE, o->len, o->budget.min_iters, o->budget.min_time);
     printf("loader: pre-training transform (RandomResizedCrop + flip + RandomAugment(2, 7) + normalise), decoding "
            "included, whole epochs >= %g s; beside it the images/s our step of that preset demands\n",
            o->loader_time);
@@ -837,8 +607,6 @@ int main(int argc, char **argv)
     if (prc)
         return prc > 0 ? 0 : 2;
     albef_log_set_level(ALBEF_LOG_WARN);
-    /* a PyTorch side that dies must not take us with it */
-    signal(SIGPIPE, SIG_IGN);
     int threads = omp_get_max_threads(), blas_threads = openblas_get_num_threads();
     double load_start[3] = {NAN, NAN, NAN}, load_end[3] = {NAN, NAN, NAN};
     getloadavg(load_start, 3);

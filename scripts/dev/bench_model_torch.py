@@ -28,13 +28,8 @@
 #   quit              {"peak_rss_kb"}, then exits
 # Errors answer {"error": "..."}.
 import argparse
-import ctypes
-import ctypes.util
-import json
 import os
-import resource
 import sys
-import time
 
 import torch
 import torch.nn as nn
@@ -43,24 +38,10 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import albef_ref  # noqa: E402
+from bench_serve import peak_rss_kb, pick, reply, serve, set_threads, summary, timed  # noqa: E402
 
 ROWS = ("vit256", "vit384", "text", "fusion", "scenario")
 CLS_ID, MASK_ID, FIRST_WORD = 101, 103, 1000
-
-
-def openblas():
-    """The OpenBLAS library torch's generic BLAS resolves to, or None."""
-    for name in ("openblas", "blas"):
-        path = ctypes.util.find_library(name)
-        if not path:
-            continue
-        try:
-            lib = ctypes.CDLL(path)
-            lib.openblas_get_num_threads.restype = ctypes.c_int
-            return lib
-        except (OSError, AttributeError):
-            continue
-    return None
 
 
 def init_like_c(model):
@@ -135,17 +116,6 @@ def scenario_step(model, image, ids, mask, mlm_ids, labels, itm_labels):
     return loss
 
 
-def timed(fn, min_iters, min_time, max_iters):
-    """Calls until both min_iters and min_time are reached (at most
-    max_iters). Returns the per-call times."""
-    times = []
-    while len(times) < max_iters and (len(times) < min_iters or sum(times) < min_time):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 def profile_ops(fn, top=12):
     """Self CPU time per op of one call of fn, largest first."""
     from torch.profiler import ProfilerActivity, profile
@@ -208,39 +178,24 @@ def no_grad(fn):
     return call
 
 
-def peak_rss_kb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def reply(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-def serve(rows):
-    """The line protocol of the header comment."""
+def answer(rows):
+    """The commands of the header comment: one row prepared at a time."""
     current, batch, fn = None, 0, None
-    for line in sys.stdin:
-        words = line.split()
-        try:
-            if not words:
-                continue
-            if words[0] == "quit":
-                break
-            if words[0] not in ("run", "profile") or len(words) != (3 if words[0] == "run" else 2):
-                raise ValueError("bad command %r" % line.strip())
-            if words[1] != current:
-                current, fn = None, None
-                batch, fn = rows.prepare(words[1])
-                current = words[1]
-                fn()
-            if words[0] == "run":
-                reply({"row": current, "batch": batch, "times": timed(fn, int(words[2]), 0.0, int(words[2]))})
-            else:
-                reply({"profile": profile_ops(fn)})
-        except Exception as e:  # the C side reads the message and goes on without PyTorch
-            reply({"error": "%s: %s" % (type(e).__name__, e)})
-    reply({"peak_rss_kb": peak_rss_kb()})
+
+    def command(words):
+        nonlocal current, batch, fn
+        if words[0] not in ("run", "profile") or len(words) != (3 if words[0] == "run" else 2):
+            return None
+        if words[1] != current:
+            current, fn = None, None
+            batch, fn = rows.prepare(words[1])
+            current = words[1]
+            fn()
+        if words[0] == "run":
+            return {"row": current, "batch": batch, "times": timed(fn, int(words[2]), 0.0, int(words[2]))}
+        return {"profile": profile_ops(fn)}
+
+    return command
 
 
 def main():
@@ -263,33 +218,18 @@ def main():
     ap.add_argument("--serve", action="store_true")
     args = ap.parse_args()
 
-    torch.set_num_threads(args.threads)
-    blas = openblas()
-    if blas is not None and hasattr(blas, "openblas_set_num_threads"):
-        blas.openblas_set_num_threads(args.threads)
+    info = set_threads(args.threads)
     torch.manual_seed(0)
     rows = Rows(args)
-    info = {
-        "torch_version": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "openblas_threads": blas.openblas_get_num_threads() if blas is not None else None,
-    }
     if args.serve:
-        reply(dict(ready=True, **info))
-        serve(rows)
+        serve(info, answer(rows))
         return
 
-    names = [r for r in args.rows.split(",") if r]
-    unknown = [r for r in names if r not in ROWS]
-    if unknown:
-        ap.error("unknown rows: %s (known: %s)" % (",".join(unknown), ",".join(ROWS)))
     result, profile = {}, None
-    for name in names:
+    for name in pick(ap, args.rows, ROWS, "rows"):
         batch, fn = rows.prepare(name)
         fn()
-        s = sorted(timed(fn, args.min_iters, args.min_time, args.max_iters))
-        median = s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
-        result[name] = {"batch": batch, "iters": len(s), "best_s": s[0], "median_s": median, "rate": batch / s[0]}
+        result[name] = summary(timed(fn, args.min_iters, args.min_time, args.max_iters), batch)
         if args.profile and name == "vit256":
             profile = profile_ops(fn)
         del fn

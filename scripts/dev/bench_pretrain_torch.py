@@ -40,7 +40,8 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import albef_ref  # noqa: E402
 import pretrain_step_ref as step_ref  # noqa: E402
-from bench_model_torch import init_like_c, openblas, peak_rss_kb, reply, timed  # noqa: E402
+from bench_model_torch import init_like_c  # noqa: E402
+from bench_serve import peak_rss_kb, pick, reply, serve, set_threads, summary, timed  # noqa: E402
 from make_goldens import special_ids  # noqa: E402
 
 PRESETS = ("tiny", "base")
@@ -127,23 +128,18 @@ class Presets:
         return self.trainer
 
 
-def serve(presets):
-    for line in sys.stdin:
-        words = line.split()
-        try:
-            if not words:
-                continue
-            if words[0] == "quit":
-                break
-            if words[0] != "run" or len(words) != 3:
-                raise ValueError("bad command %r" % line.strip())
-            t = presets.get(words[1])
-            n = int(words[2])
-            reply({"preset": words[1], "batch": t.batch, "times": timed(t.step, n, 0.0, n),
-                   "peak_rss_kb": peak_rss_kb()})
-        except Exception as e:  # the C side reads the message and goes on without PyTorch
-            reply({"error": "%s: %s" % (type(e).__name__, e)})
-    reply({"peak_rss_kb": peak_rss_kb()})
+def answer(presets):
+    """The commands of the header comment."""
+
+    def command(words):
+        if words[0] != "run" or len(words) != 3:
+            return None
+        t = presets.get(words[1])
+        n = int(words[2])
+        return {"preset": words[1], "batch": t.batch, "times": timed(t.step, n, 0.0, n),
+                "peak_rss_kb": peak_rss_kb()}
+
+    return command
 
 
 def main():
@@ -161,32 +157,17 @@ def main():
     ap.add_argument("--serve", action="store_true")
     args = ap.parse_args()
 
-    torch.set_num_threads(args.threads)
-    blas = openblas()
-    if blas is not None and hasattr(blas, "openblas_set_num_threads"):
-        blas.openblas_set_num_threads(args.threads)
-    info = {
-        "torch_version": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "openblas_threads": blas.openblas_get_num_threads() if blas is not None else None,
-    }
+    info = set_threads(args.threads)
     presets = Presets(args)
     if args.serve:
-        reply(dict(ready=True, **info))
-        serve(presets)
+        serve(info, answer(presets))
         return
 
-    names = [p for p in args.presets.split(",") if p]
-    unknown = [p for p in names if p not in PRESETS]
-    if unknown:
-        ap.error("unknown presets: %s (known: %s)" % (",".join(unknown), ",".join(PRESETS)))
     result = {}
-    for name in names:
+    for name in pick(ap, args.presets, PRESETS, "presets"):
         t = presets.get(name)
-        s = sorted(timed(t.step, args.min_iters, args.min_time, args.max_iters))
-        median = s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
-        result[name] = {"batch": t.batch, "iters": len(s), "best_s": s[0], "median_s": median,
-                        "rate": t.batch / s[0], "peak_rss_kb": peak_rss_kb()}
+        times = timed(t.step, args.min_iters, args.min_time, args.max_iters)
+        result[name] = dict(summary(times, t.batch), peak_rss_kb=peak_rss_kb())
     reply(dict(info, presets=result))
 
 
