@@ -54,13 +54,7 @@ static void usage(FILE *f, const train_cli *defaults)
             "Exit status: 0 on success, 1 on failure, 2 on a usage error. See " PROG "(1).\n");
 }
 
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, PROG ": ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry '" PROG " --help'.\n");
-    return 2;
-}
+#define usage_error(...) usage_fail(PROG, __VA_ARGS__)
 
 enum { OPT_VAL = 256, OPT_TEST, OPT_EVAL_BATCH, OPT_EVAL_TOKENS };
 

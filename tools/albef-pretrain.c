@@ -2,6 +2,7 @@
  * momentum distillation, feature queues) on image-caption manifests.
  * See albef-pretrain(1). */
 #include "albef.h"
+#include "core/args.h"
 #include "model/convert.h"
 #include "train/cli.h"
 
@@ -38,13 +39,7 @@ static void usage(FILE *f, const train_cli *defaults)
             "Exit status: 0 on success, 1 on failure, 2 on a usage error. See " PROG "(1).\n");
 }
 
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, PROG ": ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry '" PROG " --help'.\n");
-    return 2;
-}
+#define usage_error(...) usage_fail(PROG, __VA_ARGS__)
 
 enum { OPT_INIT_BERT = 256, OPT_INIT_VIT };
 

@@ -76,13 +76,7 @@ static void usage(FILE *f)
             "Exit status: 0 on success, 1 on failure, 2 on a usage error. See " PROG "(1).\n");
 }
 
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, PROG ": ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry '" PROG " --help'.\n");
-    return 2;
-}
+#define usage_error(...) usage_fail(PROG, __VA_ARGS__)
 
 static int parse_options(int argc, char **argv, options *o)
 {
@@ -114,24 +108,11 @@ static int parse_options(int argc, char **argv, options *o)
         {0, 0, 0, 0},
     };
     *o = (options){.k = 256, .batch = 32, .max_words = 30, .max_tokens = 30, .device = "cpu"};
-    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        usage(stdout);
-        exit(0);
-    }
-    if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
-        printf(PROG " %s\n", albef_version());
-        exit(0);
-    }
-    if (argc < 2)
-        return usage_error("%s", "a command is required: eval, index or query");
-    if (!strcmp(argv[1], "eval"))
-        o->cmd = CMD_EVAL;
-    else if (!strcmp(argv[1], "index"))
-        o->cmd = CMD_INDEX;
-    else if (!strcmp(argv[1], "query"))
-        o->cmd = CMD_QUERY;
-    else
-        return usage_error("unknown command '%s' (commands: eval, index, query)", argv[1]);
+    static const char *const commands[] = {"eval", "index", "query"}; /* in enum order */
+    int cmd = args_command(argc, argv, PROG, albef_version(), commands, 3, usage);
+    if (cmd < 0)
+        return 2;
+    o->cmd = cmd;
     argc--, argv++;
     int c;
     opterr = 0;

@@ -1,13 +1,13 @@
 /* albef-synth: writes the synthetic "shapes" data set (images and every
  * ALBEF manifest) and prints a one-line JSON summary on stdout. */
 #include "albef.h"
+#include "core/args.h"
 #include "data/synth.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,17 +46,7 @@ static void usage(FILE *f)
             SYNTH_MIN_SIZE, SYNTH_MAX_SIZE);
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, PROG ": ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\nTry '" PROG " --help' for more information.\n");
-    va_end(ap);
-    return EXIT_USAGE;
-}
+#define usage_error(...) usage_fail(PROG, __VA_ARGS__)
 
 /* Parses a decimal integer in [lo, hi]; 0 on success. */
 static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
