@@ -285,6 +285,14 @@ void cuda_cast(backend *be, tensor dst, tensor src)
     cuda_check_launch(be, "cast");
 }
 
+void cuda_round_to_bf16(backend *be, __nv_bfloat16 *dst, const float *src, int64_t n, const char *op)
+{
+    if (!n)
+        return;
+    f32_to_bf16_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(dst, src, n);
+    cuda_check_launch(be, op);
+}
+
 void cuda_adamw(backend *be, tensor param, tensor grad, tensor m, tensor v, float lr, float beta1, float beta2,
                 float eps, float weight_decay, int step)
 {

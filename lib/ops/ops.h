@@ -173,8 +173,10 @@ struct backend {
  * (ALBEF_ERR_NODEV) when CUDA is not built in or no device is present. */
 int backend_create(const char *name, backend **out);
 /* A back end's arithmetic: "fp32" (every back end; on CUDA with TF32 off, the
- * parity mode and the default) or "tf32" (CUDA: matrix products on TF32
- * tensor cores). "bf16" is not implemented yet (ALBEF_ERR_UNSUPPORTED). */
+ * parity mode and the default), "tf32" (CUDA: matrix products on TF32 tensor
+ * cores) or "bf16" (CUDA: matrix products with bf16 inputs, fp32 accumulation
+ * and output; everything else fp32). tf32 and bf16 on the CPU back end:
+ * ALBEF_ERR_UNSUPPORTED. */
 int backend_set_precision(backend *be, const char *precision);
 void backend_destroy(backend *be);
 backend *backend_cpu(void);
