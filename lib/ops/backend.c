@@ -69,6 +69,7 @@ int backend_create(const char *name, backend **out)
 
 int backend_set_precision(backend *be, const char *precision)
 {
+    (void)be;
     int tf32 = !strcmp(precision, "tf32"), bf16 = !strcmp(precision, "bf16");
     if (strcmp(precision, "fp32") && !tf32 && !bf16)
         return albef_error(ALBEF_ERR_INVALID, "unknown precision '%s' (expected fp32, tf32 or bf16)", precision);
