@@ -232,8 +232,8 @@ void cuda_dropout_forward(backend *be, tensor out, tensor in, float p, uint64_t 
 void cuda_dropout_backward(backend *be, tensor din, tensor dout, float p, uint64_t seed);
 void cuda_div_scalar_forward(backend *be, tensor out, tensor in, tensor s);
 void cuda_cast(backend *be, tensor dst, tensor src);
-void cuda_adamw(backend *be, tensor param, tensor grad, tensor m, tensor v, float lr, float beta1, float beta2,
-                float eps, float weight_decay, int step);
+void cuda_adamw(backend *be, tensor param, tensor grad, tensor m, tensor v, tensor decay, float lr, float beta1,
+                float beta2, float eps, float weight_decay, int step);
 void cuda_ema(backend *be, tensor target, tensor source, float momentum);
 
 // reduce.cu

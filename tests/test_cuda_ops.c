@@ -493,26 +493,44 @@ static void test_cast(void **state)
     pair_free(&x), pair_free(&back);
 }
 
+/* AdamW without decay flags (every element decays), then with flags in
+ * runs of varying length (the trainer's whole-arena pass: decay off for
+ * biases and norms), three steps each, against the CPU. */
 static void test_adamw(void **state)
 {
     (void)state;
-    for (size_t s = 0; s < NSIZES; s++) {
-        int64_t n = sizes[s];
-        pair w = PAIR(n), g = PAIR(n), m = PAIR(n), v = PAIR(n);
-        pair_randn(&w, 1), pair_randn(&m, 0.1f), pair_randn(&v, 0.1f);
-        float *vh = v.cpu.data;
-        for (int64_t i = 0; i < n; i++)
-            vh[i] *= vh[i];
-        pair_sync(&v);
-        for (int step = 1; step <= 3; step++) {
-            pair_randn(&g, 1);
-            EACH_BACKEND op_adamw(BE, ON(w), ON(g), ON(m), ON(v), 1e-3f, 0.9f, 0.999f, 1e-8f, 0.02f, step);
+    for (size_t s = 0; s < NSIZES; s++)
+        for (int with_flags = 0; with_flags < 2; with_flags++) {
+            int64_t n = sizes[s];
+            pair w = PAIR(n), g = PAIR(n), m = PAIR(n), v = PAIR(n);
+            pair flags = pair_alloc(DTYPE_U8, 1, TENSOR_SHAPE(n));
+            uint8_t *fh = flags.cpu.data;
+            for (int64_t i = 0, run = 0, on = 1; i < n; i++, run++) {
+                if (run == 1 + (i * 7919) % 97)
+                    on = !on, run = 0;
+                fh[i] = (uint8_t)on;
+            }
+            pair_sync(&flags);
+            pair_randn(&w, 1), pair_randn(&m, 0.1f), pair_randn(&v, 0.1f);
+            float *vh = v.cpu.data;
+            for (int64_t i = 0; i < n; i++)
+                vh[i] *= vh[i];
+            pair_sync(&v);
+            for (int step = 1; step <= 3; step++) {
+                pair_randn(&g, 1);
+                EACH_BACKEND op_adamw(BE, ON(w), ON(g), ON(m), ON(v), with_flags ? ON(flags) : tensor_none(), 1e-3f,
+                                      0.9f, 0.999f, 1e-8f, 0.02f, step);
+            }
+            const char *tag = with_flags ? " (decay flags)" : "";
+            char what[64];
+            snprintf(what, sizeof what, "adamw param%s", tag);
+            expect_close(what, &w, 1e-6);
+            snprintf(what, sizeof what, "adamw exp_avg%s", tag);
+            expect_close(what, &m, 1e-6);
+            snprintf(what, sizeof what, "adamw exp_avg_sq%s", tag);
+            expect_close(what, &v, 1e-6);
+            pair_free(&w), pair_free(&g), pair_free(&m), pair_free(&v), pair_free(&flags);
         }
-        expect_close("adamw param", &w, 1e-6);
-        expect_close("adamw exp_avg", &m, 1e-6);
-        expect_close("adamw exp_avg_sq", &v, 1e-6);
-        pair_free(&w), pair_free(&g), pair_free(&m), pair_free(&v);
-    }
 }
 
 static void test_fill_normal(void **state)

@@ -152,11 +152,14 @@ struct backend_ops {
     void (*fill_normal)(backend *be, tensor x, float mean, float std, uint64_t seed);
     void (*cast)(backend *be, tensor dst, tensor src);
 
-    /* Optimisation, one pass over a range of the parameter arena:
-     * AdamW (decoupled weight decay, bias-corrected, step >= 1) and the
-     * momentum-model update target = m * target + (1 - m) * source. */
-    void (*adamw)(backend *be, tensor param, tensor grad, tensor m, tensor v, float lr, float beta1, float beta2,
-                  float eps, float weight_decay, int step);
+    /* Optimisation, one pass over a range of the parameter arena (the whole
+     * arena at once, in the trainer): AdamW (decoupled weight decay,
+     * bias-corrected, step >= 1) and the momentum-model update
+     * target = m * target + (1 - m) * source. decay (U8, one flag per
+     * element, same numel as param) says which elements weight_decay applies
+     * to; data NULL: all of them. */
+    void (*adamw)(backend *be, tensor param, tensor grad, tensor m, tensor v, tensor decay, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, int step);
     void (*ema)(backend *be, tensor target, tensor source, float momentum);
 };
 
