@@ -92,7 +92,7 @@ $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 
 $(BUILD)/obj/%.o: %.cu $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -MF $(@:.o=.d) -c $< -o $@
 
 $(LIBALBEF): $(ARCHIVE_OBJ)
 	@rm -f $@

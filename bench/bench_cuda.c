@@ -6,8 +6,10 @@
  *               power-of-two batch that fits: samples/s, TFLOP/s, MFU, device
  *               memory in use; with --lt the batch-64 step again with the
  *               linear layers through cuBLASLt (bias in the epilogue), with
- *               --tf32 again with the matrix products on TF32 tensor cores
- *               (not the parity mode);
+ *               --tf32 again with the matrix products on TF32 tensor cores,
+ *               with --bf16 again with bf16 product inputs and fp32
+ *               accumulation (GEMM-level autocast; neither is the parity
+ *               mode; both take the cuBLASLt path too when --lt is given);
  *   vit384      ViT-B/16 forward at 384 px, batch 64 (images/s);
  *   itm384      fusion encoder + ITM head, L = 30 against 577 image tokens,
  *               128 pairs (pairs/s), as retrieval re-ranking runs it.
@@ -15,10 +17,11 @@
  * and adds 2 M N K per matrix product, 4 B H Tq Tk D per attention forward
  * and twice that backward); everything else is left out. MFU is against the
  * card's dense fp32 peak (CUDA cores), the rate fp32 parity mode can reach,
- * and for the TF32 row against the dense TF32 tensor-core peak; the figures
- * come from the device name (--peak-tflops overrides the fp32 one).
+ * and for the TF32 and bf16 rows against the dense TF32 and bf16 tensor-core
+ * peaks; the figures come from the device name (--peak-tflops overrides the
+ * fp32 one).
  *
- *   bench_cuda [--quick] [--batch N] [--max-batch] [--lt] [--tf32] [--steps N] [--peak-tflops X]
+ *   bench_cuda [--quick] [--batch N] [--max-batch] [--lt] [--tf32] [--bf16] [--steps N] [--peak-tflops X]
  *
  * Without a CUDA device (or in a build without CUDA) it says so and exits 0. */
 #include "core/device.h"
@@ -131,11 +134,12 @@ typedef struct {
     double flops;   /* per pass */
     double mem_gib; /* device memory in use after the runs */
     const char *unit;
-    int tf32;
+    int mode; /* MODE_* of the products */
     int ok;
 } row;
 
-static double peak_tflops, peak_tf32; /* dense fp32 (CUDA cores), dense TF32 (tensor cores) */
+/* dense fp32 (CUDA cores), dense TF32 and bf16 (tensor cores) */
+static double peak_tflops, peak_tf32, peak_bf16;
 
 static double memory_in_use_gib(backend *be)
 {
@@ -180,12 +184,14 @@ static void fill_normal_host(float *x, size_t n, uint64_t seed)
 
 #define MODE_TF32 1
 #define MODE_LT 2
+#define MODE_BF16 4
 
 /* Sets the back end's product paths; returns 0 on success. */
 static int set_mode(backend *gpu, int mode)
 {
 #ifdef ALBEF_HAVE_CUDA
     cuda_backend_set_lt(gpu, mode & MODE_LT);
+    cuda_backend_set_bf16(gpu, mode & MODE_BF16);
     return cuda_backend_set_tf32(gpu, mode & MODE_TF32);
 #else
     (void)gpu;
@@ -202,9 +208,9 @@ static int bench_pretrain(backend *gpu, int B, int steps, int mode, row *r)
     if (rc)
         return rc;
     int L = 25;
-    snprintf(r->name, sizeof r->name, "pretrain 256px%s%s", mode & MODE_LT ? " lt" : "",
-             mode & MODE_TF32 ? " tf32" : "");
-    r->batch = B, r->unit = "samples/s", r->tf32 = mode & MODE_TF32;
+    snprintf(r->name, sizeof r->name, "pretrain 256px%s%s%s", mode & MODE_LT ? " lt" : "",
+             mode & MODE_TF32 ? " tf32" : "", mode & MODE_BF16 ? " bf16" : "");
+    r->batch = B, r->unit = "samples/s", r->mode = mode;
     if (set_mode(gpu, mode))
         return albef_error(ALBEF_ERR_UNSUPPORTED, "cannot set the TF32 math mode");
     backend counted = counting_backend(gpu);
@@ -384,29 +390,31 @@ static int bench_inference(backend *gpu, int itm, int B, int iters, row *r)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: bench_cuda [--quick] [--batch N] [--max-batch] [--lt] [--tf32] [--steps N] [--peak-tflops X]\n");
+    fprintf(f, "usage: bench_cuda [--quick] [--batch N] [--max-batch] [--lt] [--tf32] [--bf16] [--steps N] "
+               "[--peak-tflops X]\n");
 }
 
-/* Dense fp32 (CUDA core) and TF32 (tensor core) peaks, TFLOP/s, by device
- * name (NVIDIA's data sheets, SXM boards unless named). */
-static double card_peak(const char *desc, int tf32)
+/* Dense fp32 (CUDA core), TF32 and bf16 (tensor core) peaks, TFLOP/s, by
+ * device name and MODE_* (NVIDIA's data sheets, SXM boards unless named). */
+static double card_peak(const char *desc, int mode)
 {
+    int k = mode & MODE_BF16 ? 2 : mode & MODE_TF32 ? 1 : 0;
     if (strstr(desc, "H100 PCIe"))
-        return tf32 ? 378.0 : 51.2;
+        return (const double[]){51.2, 378.0, 756.0}[k];
     if (strstr(desc, "H100") || strstr(desc, "H200") || strstr(desc, "H800"))
-        return tf32 ? 494.7 : 66.9;
+        return (const double[]){66.9, 494.7, 989.4}[k];
     if (strstr(desc, "A100"))
-        return tf32 ? 156.0 : 19.5;
+        return (const double[]){19.5, 156.0, 312.0}[k];
     return 0;
 }
 
 int main(int argc, char **argv)
 {
-    int quick = 0, batch = 64, max_batch = 0, lt = 0, tf32 = 0, steps = 0;
+    int quick = 0, batch = 64, max_batch = 0, lt = 0, tf32 = 0, bf16 = 0, steps = 0;
     static const struct option longopts[] = {
         {"quick", no_argument, 0, 'q'},         {"batch", required_argument, 0, 'b'},
         {"max-batch", no_argument, 0, 'm'},     {"tf32", no_argument, 0, 't'},
-        {"lt", no_argument, 0, 'l'},
+        {"lt", no_argument, 0, 'l'},            {"bf16", no_argument, 0, 'f'},
         {"steps", required_argument, 0, 's'},
         {"peak-tflops", required_argument, 0, 'p'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -419,6 +427,7 @@ int main(int argc, char **argv)
         case 'm': max_batch = 1; break;
         case 't': tf32 = 1; break;
         case 'l': lt = 1; break;
+        case 'f': bf16 = 1; break;
         case 's': steps = atoi(optarg); break;
         case 'p': peak_tflops = atof(optarg); break;
         case 'h': usage(stdout); return 0;
@@ -438,19 +447,20 @@ int main(int argc, char **argv)
     }
     if (!peak_tflops)
         peak_tflops = card_peak(desc, 0);
-    peak_tf32 = card_peak(desc, 1);
+    peak_tf32 = card_peak(desc, MODE_TF32);
+    peak_bf16 = card_peak(desc, MODE_BF16);
     if (!steps)
         steps = quick ? 3 : 10;
     int iters = quick ? 5 : 20;
     fprintf(stderr, "bench_cuda: %s\n", desc);
 
-    row rows[6];
+    row rows[7];
     int n = 0, rc = ALBEF_OK;
     memset(rows, 0, sizeof rows);
     /* batch 64 in parity mode, the largest batch, then the faster paths */
-    int batches[4] = {batch, max_batch ? largest_batch(gpu) : 0, lt ? batch : 0, tf32 ? batch : 0};
-    int modes[4] = {0, 0, MODE_LT, MODE_TF32 | (lt ? MODE_LT : 0)};
-    for (int k = 0; k < 4; k++) {
+    int batches[5] = {batch, max_batch ? largest_batch(gpu) : 0, lt ? batch : 0, tf32 ? batch : 0, bf16 ? batch : 0};
+    int modes[5] = {0, 0, MODE_LT, MODE_TF32 | (lt ? MODE_LT : 0), MODE_BF16 | (lt ? MODE_LT : 0)};
+    for (int k = 0; k < 5; k++) {
         if (!batches[k] || (k == 1 && batches[1] == batches[0]))
             continue;
         int r = bench_pretrain(gpu, batches[k], steps, modes[k], &rows[n++]);
@@ -464,9 +474,10 @@ int main(int argc, char **argv)
         rc = 1;
     }
 
-    printf("CUDA back end, fp32 parity mode (TF32 off unless a row says tf32), albef-base, %s\n", desc);
-    printf("MFU against the dense fp32 peak of %.1f TFLOP/s%s; tf32 rows against the dense TF32 peak of %.1f\n",
-           peak_tflops, peak_tflops ? "" : " (unknown card: pass --peak-tflops)", peak_tf32);
+    printf("CUDA back end, fp32 parity mode (unless a row says tf32 or bf16), albef-base, %s\n", desc);
+    printf("MFU against the dense fp32 peak of %.1f TFLOP/s%s; tf32 rows against the dense TF32 peak of %.1f, "
+           "bf16 rows against the dense bf16 peak of %.1f\n",
+           peak_tflops, peak_tflops ? "" : " (unknown card: pass --peak-tflops)", peak_tf32, peak_bf16);
     printf("%-20s %6s %12s %-10s %9s %9s %8s %9s\n", "row", "batch", "rate", "", "ms/pass", "TFLOP/s", "MFU",
            "mem GiB");
     for (int i = 0; i < n; i++) {
@@ -475,7 +486,8 @@ int main(int argc, char **argv)
             printf("%-20s %6d %12s\n", w->name, w->batch, "failed");
             continue;
         }
-        double tf = w->flops / w->seconds / 1e12, peak = w->tf32 ? peak_tf32 : peak_tflops;
+        double tf = w->flops / w->seconds / 1e12;
+        double peak = w->mode & MODE_BF16 ? peak_bf16 : w->mode & MODE_TF32 ? peak_tf32 : peak_tflops;
         printf("%-20s %6d %12.1f %-10s %9.1f %9.2f %7.1f%% %9.2f\n", w->name, w->batch, w->batch / w->seconds,
                w->unit, 1e3 * w->seconds, tf, peak ? 100.0 * tf / peak : 0.0, w->mem_gib);
     }

@@ -26,6 +26,14 @@ void cuda_backend_clear_error(backend *be);
  * the parity mode). Attention and the other kernels stay fp32 either way. */
 int cuda_backend_set_tf32(backend *be, int on);
 
+/* Matrix products (matmul, linear_forward, linear_backward) with bf16 inputs,
+ * fp32 accumulation and fp32 output when on: each product rounds its fp32
+ * inputs to bf16 into a scratch buffer that grows to the largest product seen
+ * (in the first step) and is reused after. Storage, every other kernel,
+ * master weights and AdamW stay fp32. Off (the default): fp32 or TF32 as
+ * cuda_backend_set_tf32 says. */
+void cuda_backend_set_bf16(backend *be, int on);
+
 /* Linear layers through cuBLASLt (the bias added in the product's epilogue,
  * one plan per shape made on first use) when on; through cuBLAS, with the
  * bias written first, when off (the default until the cuBLASLt path has

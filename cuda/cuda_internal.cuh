@@ -6,6 +6,7 @@
 
 #include <cublasLt.h>
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -21,9 +22,10 @@ struct cuda_impl {
     cublasLtHandle_t lt;
     cudaStream_t stream;
     int num_sms;
-    // Matrix products: TF32 tensor cores (off: the parity mode), and the
+    // Matrix products: TF32 tensor cores (off: the parity mode), bf16 inputs
+    // with fp32 accumulation and output (GEMM-level autocast), and the
     // cuBLASLt path for linear layers (bias in the epilogue; off: cuBLAS).
-    int tf32, use_lt;
+    int tf32, bf16, use_lt;
     cuda_lt_cache *lt_cache;
     // The first thing that went wrong: a CUDA or cuBLAS error, or an argument
     // the kernels cannot handle. Ops never synchronise, so it is kept here
@@ -38,6 +40,10 @@ struct cuda_impl {
     size_t cublas_workspace_bytes;
     void *scratch;
     size_t scratch_bytes;
+    // bf16 mode: the products' inputs rounded to bf16. Grow-only, sized at
+    // the first use of each larger product (the first step), then reused.
+    void *bf16_scratch;
+    size_t bf16_scratch_bytes;
     // Pinned host memory that uploads are copied into, so that the copy to
     // the device runs asynchronously and the caller may reuse its buffer at
     // once; reused from the start after each synchronisation of the stream.
@@ -189,18 +195,20 @@ __device__ __forceinline__ double cuda_block_sum_f64(double v, double *shared)
 // ---- the ops, by file -------------------------------------------------------
 
 // matmul_lt.cu: column-major d (m, n) = op(a) (m, k) op(b) (k, n) + beta d
-// (+ bias (m) broadcast over the columns when bias is set).
+// (+ bias (m) broadcast over the columns when bias is set). a and b are
+// fp32, or bf16 in bf16 mode (ab_type says which); d and bias are fp32.
 struct cuda_lt_gemm {
     int trans_a, trans_b;
     int64_t m, n, k;
-    const float *a;
+    const void *a;
     int64_t lda;
-    const float *b;
+    const void *b;
     int64_t ldb;
     float *d;
     int64_t ldd;
     float beta;
     const float *bias;
+    cudaDataType_t ab_type;
 };
 int cuda_lt_cache_create(cuda_impl *c);
 void cuda_lt_cache_destroy(cuda_impl *c);
@@ -210,6 +218,8 @@ void cuda_lt_cache_destroy(cuda_impl *c);
 int cuda_lt_matmul(backend *be, const cuda_lt_gemm *g);
 
 // elementwise.cu
+// dst[i] = src[i] rounded to bf16 (nearest even), n elements.
+void cuda_round_to_bf16(backend *be, __nv_bfloat16 *dst, const float *src, int64_t n, const char *op);
 void cuda_gelu_forward(backend *be, tensor out, tensor in);
 void cuda_gelu_backward(backend *be, tensor din, tensor dout, tensor in);
 void cuda_add(backend *be, tensor out, tensor a, tensor b);
@@ -222,8 +232,8 @@ void cuda_dropout_forward(backend *be, tensor out, tensor in, float p, uint64_t 
 void cuda_dropout_backward(backend *be, tensor din, tensor dout, float p, uint64_t seed);
 void cuda_div_scalar_forward(backend *be, tensor out, tensor in, tensor s);
 void cuda_cast(backend *be, tensor dst, tensor src);
-void cuda_adamw(backend *be, tensor param, tensor grad, tensor m, tensor v, float lr, float beta1, float beta2,
-                float eps, float weight_decay, int step);
+void cuda_adamw(backend *be, tensor param, tensor grad, tensor m, tensor v, tensor decay, float lr, float beta1,
+                float beta2, float eps, float weight_decay, int step);
 void cuda_ema(backend *be, tensor target, tensor source, float momentum);
 
 // reduce.cu

@@ -126,14 +126,15 @@ __global__ void i32_to_f32_kernel(float *dst, const int32_t *src, int64_t n)
 // The CPU's AdamW arithmetic, operation for operation, with contraction into
 // fused multiply-adds ruled out (__fmul_rn, __fadd_rn), so that equal inputs
 // give equal weights on both back ends.
-__global__ void adamw_kernel(float *w, const float *g, float *m, float *v, float decay, float beta1, float beta2,
-                             float eps, float step_size, float bias2_sqrt, int64_t n)
+// flags (may be NULL: every element) picks `decayed` or 1 per element.
+__global__ void adamw_kernel(float *w, const float *g, float *m, float *v, const uint8_t *flags, float decayed,
+                             float beta1, float beta2, float eps, float step_size, float bias2_sqrt, int64_t n)
 {
     float one_minus_b1 = 1.0f - beta1, one_minus_b2 = 1.0f - beta2;
     CUDA_GRID_STRIDE(i, n)
     {
         float gi = g[i];
-        float wi = __fmul_rn(w[i], decay);
+        float wi = __fmul_rn(w[i], !flags || flags[i] ? decayed : 1.0f);
         float mi = __fadd_rn(__fmul_rn(m[i], beta1), __fmul_rn(one_minus_b1, gi));
         float vi = __fadd_rn(__fmul_rn(v[i], beta2), __fmul_rn(__fmul_rn(one_minus_b2, gi), gi));
         float denom = __fadd_rn(sqrtf(vi) / bias2_sqrt, eps);
@@ -285,10 +286,23 @@ void cuda_cast(backend *be, tensor dst, tensor src)
     cuda_check_launch(be, "cast");
 }
 
-void cuda_adamw(backend *be, tensor param, tensor grad, tensor m, tensor v, float lr, float beta1, float beta2,
-                float eps, float weight_decay, int step)
+void cuda_round_to_bf16(backend *be, __nv_bfloat16 *dst, const float *src, int64_t n, const char *op)
+{
+    if (!n)
+        return;
+    f32_to_bf16_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(dst, src, n);
+    cuda_check_launch(be, op);
+}
+
+void cuda_adamw(backend *be, tensor param, tensor grad, tensor m, tensor v, tensor decay, float lr, float beta1,
+                float beta2, float eps, float weight_decay, int step)
 {
     int64_t n = tensor_numel(param);
+    if (tensor_present(decay) && (decay.dtype != DTYPE_U8 || tensor_numel(decay) != n)) {
+        cuda_record_invalid(be, "adamw: decay flags are %s (%lld), expected U8 (%lld)", dtype_name(decay.dtype),
+                            (long long)tensor_numel(decay), (long long)n);
+        return;
+    }
     if (!n)
         return;
     // the scalars exactly as the CPU back end computes them
@@ -296,10 +310,10 @@ void cuda_adamw(backend *be, tensor param, tensor grad, tensor m, tensor v, floa
     float bias2 = 1.0f - powf(beta2, (float)step);
     float step_size = lr / bias1;
     float bias2_sqrt = sqrtf(bias2);
-    float decay = 1.0f - lr * weight_decay;
-    adamw_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(param), cuda_cf32(grad), cuda_f32(m),
-                                                                 cuda_f32(v), decay, beta1, beta2, eps, step_size,
-                                                                 bias2_sqrt, n);
+    float decayed = 1.0f - lr * weight_decay;
+    adamw_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(
+        cuda_f32(param), cuda_cf32(grad), cuda_f32(m), cuda_f32(v), static_cast<const uint8_t *>(decay.data), decayed,
+        beta1, beta2, eps, step_size, bias2_sqrt, n);
     cuda_check_launch(be, "adamw");
 }
 

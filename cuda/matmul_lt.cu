@@ -5,7 +5,9 @@
 // asks cuBLASLt for nothing but the product itself.
 //
 // Everything is column-major here; the callers turn their row-major
-// products around (C^T = B^T A^T) as the cuBLAS path does.
+// products around (C^T = B^T A^T) as the cuBLAS path does. In bf16 mode the
+// callers pass bf16 copies of a and b; d and the bias stay fp32 (the bias
+// takes d's type), and so does the accumulation.
 #include "cuda_internal.cuh"
 
 #include <stdlib.h>
@@ -15,7 +17,7 @@
 
 struct lt_key {
     int64_t m, n, k, lda, ldb, ldd;
-    int trans_a, trans_b, bias, align, tf32;
+    int trans_a, trans_b, bias, align, tf32, ab_type;
 };
 
 struct lt_plan {
@@ -66,7 +68,10 @@ void make_plan(backend *be, lt_plan *p, const lt_key &key)
     p->key = key;
     cublasOperation_t ta = key.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = key.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasLtEpilogue_t epilogue = key.bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
-    cublasComputeType_t compute = key.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    // bf16 inputs accumulate in fp32 on tensor cores whatever the TF32 setting
+    cudaDataType_t ab_type = (cudaDataType_t)key.ab_type;
+    cublasComputeType_t compute =
+        key.tf32 && ab_type == CUDA_R_32F ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     // stored shapes: op(A) is (m, k), op(B) is (k, n)
     uint64_t a_rows = key.trans_a ? key.k : key.m, a_cols = key.trans_a ? key.m : key.k;
     uint64_t b_rows = key.trans_b ? key.n : key.k, b_cols = key.trans_b ? key.k : key.n;
@@ -74,8 +79,8 @@ void make_plan(backend *be, lt_plan *p, const lt_key &key)
     st = st ? st : cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
     st = st ? st : cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
     st = st ? st : cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue);
-    st = st ? st : cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, a_rows, a_cols, key.lda);
-    st = st ? st : cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, b_rows, b_cols, key.ldb);
+    st = st ? st : cublasLtMatrixLayoutCreate(&p->a, ab_type, a_rows, a_cols, key.lda);
+    st = st ? st : cublasLtMatrixLayoutCreate(&p->b, ab_type, b_rows, b_cols, key.ldb);
     st = st ? st : cublasLtMatrixLayoutCreate(&p->d, CUDA_R_32F, key.m, key.n, key.ldd);
     cublasLtMatmulPreference_t pref = nullptr;
     st = st ? st : cublasLtMatmulPreferenceCreate(&pref);
@@ -142,7 +147,7 @@ int cuda_lt_matmul(backend *be, const cuda_lt_gemm *g)
     memset(&key, 0, sizeof key); // the padding too: keys are compared bytewise
     key.m = g->m, key.n = g->n, key.k = g->k, key.lda = g->lda, key.ldb = g->ldb, key.ldd = g->ldd;
     key.trans_a = g->trans_a, key.trans_b = g->trans_b, key.bias = g->bias != nullptr;
-    key.align = common_alignment(ptrs, 3), key.tf32 = c->tf32;
+    key.align = common_alignment(ptrs, 3), key.tf32 = c->tf32, key.ab_type = (int)g->ab_type;
     cuda_lt_cache *cache = c->lt_cache;
     lt_plan *p = nullptr;
     for (int i = 0; i < cache->count && !p; i++)

@@ -1,11 +1,13 @@
 // The CUDA back end of ops.h: its state, memory, errors, the cuBLAS matrix
 // products and the op table; the kernels live in the other files of cuda/.
 //
-// Parity mode throughout: fp32 storage and arithmetic, TF32 off, every
+// Parity mode by default: fp32 storage and arithmetic, TF32 off, every
 // reduction in a fixed order (no atomics), so that two runs agree bit for bit
-// and the CPU back end's results are met within float rounding. One stream;
-// no allocation and no host synchronisation inside ops (download, synchronize
-// and uploads larger than the pinned staging memory excepted).
+// and the CPU back end's results are met within float rounding. TF32 and bf16
+// modes change the matrix products only. One stream; no allocation and no
+// host synchronisation inside ops (download, synchronize and uploads larger
+// than the pinned staging memory excepted, and in bf16 mode the first product
+// of each larger size, which grows the bf16 input scratch).
 #include "cuda_internal.cuh"
 
 #include <math.h>
@@ -107,6 +109,52 @@ void *cuda_scratch(backend *be, size_t bytes, const char *op)
         return nullptr;
     }
     return c->scratch;
+}
+
+/* ---- bf16 inputs ------------------------------------------------------------ */
+
+// In bf16 mode a product reads bf16 copies of its inputs, rounded into one
+// scratch buffer that the op's copies share (each starts 256 bytes aligned).
+// The buffer only grows, when a product needs more than every one before it:
+// the first training step sizes it, and later steps reuse it as it is.
+#define BF16_SLOT 128 // elements per 256 bytes
+#define BF16_GROW_BYTES ((size_t)2 << 20)
+
+static size_t bf16_slot(int64_t n) { return ((size_t)n + BF16_SLOT - 1) / BF16_SLOT * BF16_SLOT; }
+
+// Room for `elems` bf16 values (sums of bf16_slot); NULL with an error recorded
+// when the device has no memory for it.
+static __nv_bfloat16 *bf16_reserve(backend *be, size_t elems, const char *op)
+{
+    cuda_impl *c = cuda_impl_of(be);
+    size_t bytes = elems * sizeof(__nv_bfloat16);
+    if (bytes <= c->bf16_scratch_bytes)
+        return static_cast<__nv_bfloat16 *>(c->bf16_scratch);
+    bytes = (bytes + BF16_GROW_BYTES - 1) / BF16_GROW_BYTES * BF16_GROW_BYTES;
+    // the products queued before may still read the old buffer
+    cuda_record(be, stream_sync(c), op);
+    if (c->bf16_scratch)
+        cuda_record(be, cudaFree(c->bf16_scratch), op);
+    c->bf16_scratch = nullptr;
+    c->bf16_scratch_bytes = 0;
+    if (cudaMalloc(&c->bf16_scratch, bytes) != cudaSuccess) {
+        (void)cudaGetLastError();
+        c->bf16_scratch = nullptr;
+        cuda_record_invalid(be, "%s: no device memory for %zu bytes of bf16 product inputs", op, bytes);
+        return nullptr;
+    }
+    c->bf16_scratch_bytes = bytes;
+    log_debug("CUDA back end: bf16 product inputs: %.1f MiB", (double)bytes / (1 << 20));
+    return static_cast<__nv_bfloat16 *>(c->bf16_scratch);
+}
+
+// Rounds n floats to bf16 at *at and moves *at past them; returns the copy.
+static const __nv_bfloat16 *bf16_copy(backend *be, __nv_bfloat16 **at, const void *src, int64_t n, const char *op)
+{
+    __nv_bfloat16 *dst = *at;
+    cuda_round_to_bf16(be, dst, static_cast<const float *>(src), n, op);
+    *at += bf16_slot(n);
+    return dst;
 }
 
 namespace {
@@ -212,12 +260,49 @@ void cu_matmul(backend *be, tensor c, tensor a, tensor b, int trans_a, int trans
         return;
     long long sa = batched && a.ndim == 3 ? a_rows * a_cols : 0;
     long long sb = batched && b.ndim == 3 ? b_rows * b_cols : 0;
+    cuda_impl *ci = cuda_impl_of(be);
+    if (ci->bf16) {
+        __nv_bfloat16 *at = bf16_reserve(be, bf16_slot(tensor_numel(a)) + bf16_slot(tensor_numel(b)), "matmul");
+        if (!at)
+            return;
+        const __nv_bfloat16 *a16 = bf16_copy(be, &at, a.data, tensor_numel(a), "matmul");
+        const __nv_bfloat16 *b16 = bf16_copy(be, &at, b.data, tensor_numel(b), "matmul");
+        cuda_record_cublas(be,
+                           cublasGemmStridedBatchedEx(ci->cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                                      trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m, (int)k,
+                                                      &alpha, b16, CUDA_R_16BF, (int)b_cols, sb, a16, CUDA_R_16BF,
+                                                      (int)a_cols, sa, &beta, cuda_f32(c), CUDA_R_32F, (int)n, m * n,
+                                                      (int)batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                           "matmul (bf16)");
+        return;
+    }
     cuda_record_cublas(be,
                        cublasSgemmStridedBatched(cuda_impl_of(be)->cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                                  trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m, (int)k, &alpha,
                                                  cuda_cf32(b), (int)b_cols, sb, cuda_cf32(a), (int)a_cols, sa, &beta,
                                                  cuda_f32(c), (int)n, m * n, (int)batch),
                        "matmul");
+}
+
+// One column-major product d = op(a) op(b) + beta d through cuBLAS: plain
+// fp32 (cublasSgemm, TF32 as the handle's math mode says) when type is
+// CUDA_R_32F, bf16 a and b with fp32 accumulation and output otherwise.
+void gemm(backend *be, cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, const void *a,
+          int64_t lda, const void *b, int64_t ldb, float beta, float *d, int64_t ldd, cudaDataType_t type,
+          const char *op)
+{
+    cublasHandle_t h = cuda_impl_of(be)->cublas;
+    float one = 1.0f;
+    if (type == CUDA_R_32F)
+        cuda_record_cublas(be,
+                           cublasSgemm(h, ta, tb, (int)m, (int)n, (int)k, &one, static_cast<const float *>(a),
+                                       (int)lda, static_cast<const float *>(b), (int)ldb, &beta, d, (int)ldd),
+                           op);
+    else
+        cuda_record_cublas(be,
+                           cublasGemmEx(h, ta, tb, (int)m, (int)n, (int)k, &one, a, type, (int)lda, b, type, (int)ldb,
+                                        &beta, d, CUDA_R_32F, (int)ldd, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                           op);
 }
 
 __global__ void fill_rows_kernel(float *out, const float *row, int64_t rows, int64_t cols)
@@ -237,31 +322,37 @@ void cu_linear_forward(backend *be, tensor out, tensor in, tensor w, tensor bias
     }
     if (!m || !n)
         return;
+    const void *w_in = w.data, *x_in = in.data; // what the product reads
+    cudaDataType_t type = CUDA_R_32F;
+    if (cuda_impl_of(be)->bf16) {
+        __nv_bfloat16 *at = bf16_reserve(be, bf16_slot(n * k) + bf16_slot(m * k), "linear_forward");
+        if (!at)
+            return;
+        w_in = bf16_copy(be, &at, w.data, n * k, "linear_forward");
+        x_in = bf16_copy(be, &at, in.data, m * k, "linear_forward");
+        type = CUDA_R_16BF;
+    }
     if (cuda_impl_of(be)->use_lt) {
-        cuda_lt_gemm g = {1, 0, n, m, k, cuda_cf32(w), k, cuda_cf32(in), k, cuda_f32(out), n, 0.0f,
-                          tensor_present(bias) ? cuda_cf32(bias) : nullptr};
+        cuda_lt_gemm g = {1, 0, n, m, k, w_in, k, x_in, k, cuda_f32(out), n, 0.0f,
+                          tensor_present(bias) ? cuda_cf32(bias) : nullptr, type};
         if (!cuda_lt_matmul(be, &g))
             return;
     }
-    float one = 1.0f, beta = 0.0f;
+    float beta = 0.0f;
     if (tensor_present(bias)) {
         // the bias rows first, then the product added onto them: the CPU's order
         fill_rows_kernel<<<cuda_grid(be, m * n), 256, 0, cuda_stream(be)>>>(cuda_f32(out), cuda_cf32(bias), m, n);
         cuda_check_launch(be, "linear_forward");
         beta = 1.0f;
     }
-    cuda_record_cublas(be,
-                       cublasSgemm(cuda_impl_of(be)->cublas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)m, (int)k, &one,
-                                   cuda_cf32(w), (int)k, cuda_cf32(in), (int)k, &beta, cuda_f32(out), (int)n),
-                       "linear_forward");
+    gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, w_in, k, x_in, k, beta, cuda_f32(out), n, type, "linear_forward");
 }
 
 void cu_linear_backward(backend *be, tensor din, int accumulate, tensor dw, tensor dbias, tensor dout, tensor in,
                         tensor w)
 {
     int64_t m = tensor_rows(dout), n = tensor_cols(dout), k = w.shape[1];
-    float one = 1.0f, beta_in = accumulate ? 1.0f : 0.0f;
-    cublasHandle_t h = cuda_impl_of(be)->cublas;
+    float beta_in = accumulate ? 1.0f : 0.0f;
     if (!n || !k)
         return;
     if (!m) {
@@ -269,20 +360,32 @@ void cu_linear_backward(backend *be, tensor din, int accumulate, tensor dw, tens
         return;
     }
     int lt = cuda_impl_of(be)->use_lt;
+    const void *w_in = w.data, *dout_in = dout.data, *x_in = in.data; // what the products read
+    cudaDataType_t type = CUDA_R_32F;
+    if (cuda_impl_of(be)->bf16 && (tensor_present(din) || tensor_present(dw))) {
+        // dout is rounded once for both products
+        size_t elems = bf16_slot(m * n) + (tensor_present(din) ? bf16_slot(n * k) : 0) +
+                       (tensor_present(dw) ? bf16_slot(m * k) : 0);
+        __nv_bfloat16 *at = bf16_reserve(be, elems, "linear_backward");
+        if (!at)
+            return;
+        dout_in = bf16_copy(be, &at, dout.data, m * n, "linear_backward");
+        if (tensor_present(din))
+            w_in = bf16_copy(be, &at, w.data, n * k, "linear_backward");
+        if (tensor_present(dw))
+            x_in = bf16_copy(be, &at, in.data, m * k, "linear_backward");
+        type = CUDA_R_16BF;
+    }
     // din (M, K) = dout (M, N) w (N, K)
-    cuda_lt_gemm g_din = {0, 0, k, m, n, cuda_cf32(w), k, cuda_cf32(dout), n, cuda_f32(din), k, beta_in, nullptr};
+    cuda_lt_gemm g_din = {0, 0, k, m, n, w_in, k, dout_in, n, cuda_f32(din), k, beta_in, nullptr, type};
     if (tensor_present(din) && (!lt || cuda_lt_matmul(be, &g_din)))
-        cuda_record_cublas(be,
-                           cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, (int)k, (int)m, (int)n, &one, cuda_cf32(w),
-                                       (int)k, cuda_cf32(dout), (int)n, &beta_in, cuda_f32(din), (int)k),
-                           "linear_backward (din)");
+        gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, k, m, n, w_in, k, dout_in, n, beta_in, cuda_f32(din), k, type,
+             "linear_backward (din)");
     // dw (N, K) += dout^T (N, M) in (M, K)
-    cuda_lt_gemm g_dw = {0, 1, k, n, m, cuda_cf32(in), k, cuda_cf32(dout), n, cuda_f32(dw), k, 1.0f, nullptr};
+    cuda_lt_gemm g_dw = {0, 1, k, n, m, x_in, k, dout_in, n, cuda_f32(dw), k, 1.0f, nullptr, type};
     if (tensor_present(dw) && (!lt || cuda_lt_matmul(be, &g_dw)))
-        cuda_record_cublas(be,
-                           cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, (int)k, (int)n, (int)m, &one, cuda_cf32(in),
-                                       (int)k, cuda_cf32(dout), (int)n, &one, cuda_f32(dw), (int)k),
-                           "linear_backward (dw)");
+        gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, k, n, m, x_in, k, dout_in, n, 1.0f, cuda_f32(dw), k, type,
+             "linear_backward (dw)");
     if (tensor_present(dbias))
         cuda_column_sums_add(be, cuda_f32(dbias), cuda_cf32(dout), m, n, "linear_backward (dbias)");
 }
@@ -349,6 +452,8 @@ void release(cuda_impl *c)
         cudaFree(c->cublas_workspace);
     if (c->scratch)
         cudaFree(c->scratch);
+    if (c->bf16_scratch)
+        cudaFree(c->bf16_scratch);
     if (c->device_status)
         cudaFree(c->device_status);
     if (c->staging)
@@ -466,6 +571,8 @@ extern "C" int cuda_backend_set_tf32(backend *be, int on)
     c->tf32 = !!on;
     return 0;
 }
+
+extern "C" void cuda_backend_set_bf16(backend *be, int on) { cuda_impl_of(be)->bf16 = !!on; }
 
 extern "C" void cuda_backend_set_lt(backend *be, int on) { cuda_impl_of(be)->use_lt = !!on; }
 

@@ -14,14 +14,14 @@
 set -u
 cd "$(dirname "$0")/.."
 BUILD=build/gpu
-prebuilt=0 sanitizer=1 racecheck=0 torch=1 bench_args="--quick --lt --tf32"
+prebuilt=0 sanitizer=1 racecheck=0 torch=1 bench_args="--quick --lt --tf32 --bf16"
 for a in "$@"; do
     case "$a" in
     --prebuilt) prebuilt=1 ;;
     --no-sanitizer) sanitizer=0 ;;
     --racecheck) racecheck=1 ;;
     --no-torch) torch=0 ;;
-    --full-bench) bench_args="--max-batch --lt --tf32" ;;
+    --full-bench) bench_args="--max-batch --lt --tf32 --bf16" ;;
     -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "gpu-check: unknown option $a" >&2; exit 2 ;;
     esac

@@ -1,7 +1,7 @@
 /* The CUDA back end against the CPU back end, op by op: fresh random inputs
  * (never zero) at several shapes, odd sizes included; the same op on both;
  * ||cuda - cpu|| / ||cpu|| <= 1e-5 for forward results and 1e-4 for
- * gradients (fp32). Every output the op writes is poisoned with NaN on the
+ * gradients (fp32), 1e-2 for the products in bf16 mode. Every output the op writes is poisoned with NaN on the
  * device first, so an element it forgets stays NaN and fails; outputs that
  * accumulate start from the same random values on both sides. Dropout masks
  * must be identical, and two runs of the same ops bitwise equal.
@@ -232,9 +232,10 @@ static void test_uploads(void **state)
 
 /* ---- dense algebra ----------------------------------------------------------- */
 
-static void test_matmul(void **state)
+/* Every shape and transpose case of matmul as the back end is set (fp32 or
+ * bf16), within tol; `tag` names the setting. */
+static void run_matmul_cases(const char *tag, double tol)
 {
-    (void)state;
     const int64_t shapes[][4] = {{1, 1, 1, 1}, {1, 7, 13, 5}, {1, 64, 33, 17}, {3, 9, 31, 12}, {2, 40, 64, 65}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int ta = 0; ta < 2; ta++)
@@ -263,13 +264,19 @@ static void test_matmul(void **state)
                             pair_poison(&c);
                         EACH_BACKEND op_matmul(BE, ON(c), ON(a), ON(b), ta, tb, alpha, beta);
                         char what[128];
-                        snprintf(what, sizeof what, "matmul B%lld %lldx%lldx%lld t%d%d%s%s", (long long)B,
+                        snprintf(what, sizeof what, "matmul%s B%lld %lldx%lldx%lld t%d%d%s%s", tag, (long long)B,
                                  (long long)M, (long long)K, (long long)N, ta, tb, broadcast_b ? " b2d" : "",
                                  accumulate ? " beta" : "");
-                        expect_close(what, &c, FWD_TOL);
+                        expect_close(what, &c, tol);
                     }
                     pair_free(&a), pair_free(&b), pair_free(&c);
                 }
+}
+
+static void test_matmul(void **state)
+{
+    (void)state;
+    run_matmul_cases("", FWD_TOL);
 }
 
 /* The linear layers as the back end is set (cuBLAS or cuBLASLt, fp32 or
@@ -337,6 +344,28 @@ static void test_linear_cublaslt_and_tf32(void **state)
     cuda_backend_set_lt(gpu, 0);
     run_linear_cases(" tf32", 3e-3, 3e-3);
     assert_int_equal(cuda_backend_set_tf32(gpu, 0), 0);
+#else
+    skip();
+#endif
+}
+
+/* bf16 mode: every product rounds its inputs to bf16 (8-bit mantissas) and
+ * accumulates in fp32, against the fp32 CPU within 1e-2; matmul, then the
+ * linear layers on cuBLAS and on cuBLASLt. TF32 is off throughout. */
+static void test_products_bf16(void **state)
+{
+    (void)state;
+#ifdef ALBEF_HAVE_CUDA
+    const double tol = 1e-2;
+    assert_int_equal(backend_set_precision(gpu, "bf16"), ALBEF_OK);
+    run_matmul_cases(" bf16", tol);
+    run_linear_cases(" bf16", tol, tol);
+    cuda_backend_set_lt(gpu, 1);
+    run_linear_cases(" lt bf16", tol, tol);
+    cuda_backend_set_lt(gpu, 0);
+    assert_int_equal(backend_set_precision(gpu, "fp32"), ALBEF_OK);
+    /* back in parity mode, fp32 tolerances hold again */
+    run_matmul_cases(" fp32 again", FWD_TOL);
 #else
     skip();
 #endif
@@ -464,26 +493,44 @@ static void test_cast(void **state)
     pair_free(&x), pair_free(&back);
 }
 
+/* AdamW without decay flags (every element decays), then with flags in
+ * runs of varying length (the trainer's whole-arena pass: decay off for
+ * biases and norms), three steps each, against the CPU. */
 static void test_adamw(void **state)
 {
     (void)state;
-    for (size_t s = 0; s < NSIZES; s++) {
-        int64_t n = sizes[s];
-        pair w = PAIR(n), g = PAIR(n), m = PAIR(n), v = PAIR(n);
-        pair_randn(&w, 1), pair_randn(&m, 0.1f), pair_randn(&v, 0.1f);
-        float *vh = v.cpu.data;
-        for (int64_t i = 0; i < n; i++)
-            vh[i] *= vh[i];
-        pair_sync(&v);
-        for (int step = 1; step <= 3; step++) {
-            pair_randn(&g, 1);
-            EACH_BACKEND op_adamw(BE, ON(w), ON(g), ON(m), ON(v), 1e-3f, 0.9f, 0.999f, 1e-8f, 0.02f, step);
+    for (size_t s = 0; s < NSIZES; s++)
+        for (int with_flags = 0; with_flags < 2; with_flags++) {
+            int64_t n = sizes[s];
+            pair w = PAIR(n), g = PAIR(n), m = PAIR(n), v = PAIR(n);
+            pair flags = pair_alloc(DTYPE_U8, 1, TENSOR_SHAPE(n));
+            uint8_t *fh = flags.cpu.data;
+            for (int64_t i = 0, run = 0, on = 1; i < n; i++, run++) {
+                if (run == 1 + (i * 7919) % 97)
+                    on = !on, run = 0;
+                fh[i] = (uint8_t)on;
+            }
+            pair_sync(&flags);
+            pair_randn(&w, 1), pair_randn(&m, 0.1f), pair_randn(&v, 0.1f);
+            float *vh = v.cpu.data;
+            for (int64_t i = 0; i < n; i++)
+                vh[i] *= vh[i];
+            pair_sync(&v);
+            for (int step = 1; step <= 3; step++) {
+                pair_randn(&g, 1);
+                EACH_BACKEND op_adamw(BE, ON(w), ON(g), ON(m), ON(v), with_flags ? ON(flags) : tensor_none(), 1e-3f,
+                                      0.9f, 0.999f, 1e-8f, 0.02f, step);
+            }
+            const char *tag = with_flags ? " (decay flags)" : "";
+            char what[64];
+            snprintf(what, sizeof what, "adamw param%s", tag);
+            expect_close(what, &w, 1e-6);
+            snprintf(what, sizeof what, "adamw exp_avg%s", tag);
+            expect_close(what, &m, 1e-6);
+            snprintf(what, sizeof what, "adamw exp_avg_sq%s", tag);
+            expect_close(what, &v, 1e-6);
+            pair_free(&w), pair_free(&g), pair_free(&m), pair_free(&v), pair_free(&flags);
         }
-        expect_close("adamw param", &w, 1e-6);
-        expect_close("adamw exp_avg", &m, 1e-6);
-        expect_close("adamw exp_avg_sq", &v, 1e-6);
-        pair_free(&w), pair_free(&g), pair_free(&m), pair_free(&v);
-    }
 }
 
 static void test_fill_normal(void **state)
@@ -1001,6 +1048,7 @@ int main(void)
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_linear_cublaslt_and_tf32),
+        cmocka_unit_test(test_products_bf16),
         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_add_scale_clamp_fill),
         cmocka_unit_test(test_dropout),

@@ -4,7 +4,8 @@
 # at step 12 (the CUDA back end is deterministic); the first step's losses
 # match the CPU run's within 1e-4 (later steps may part: ITM's hard
 # negatives are drawn from the similarities, so a last-bit difference can
-# pick another negative); --precision tf32 runs. --precision's usage errors
+# pick another negative); --precision tf32 runs; --precision bf16 runs and its
+# first step's losses are within 1e-2 of the CPU's. --precision's usage errors
 # are checked everywhere; the rest skips without a CUDA device. Prints TAP.
 # Run from the repository root.
 set -u
@@ -32,8 +33,8 @@ tap_ok $? "an unknown --precision exits 2"
 [ $? -eq 1 ] && grep -q -- "--precision tf32 needs --device cuda" "$tmp/err"
 tap_ok $? "--precision tf32 on the CPU exits 1 with a message"
 "$bin" $common --device cpu --precision bf16 --out "$tmp/x" --steps 1 >/dev/null 2>"$tmp/err"
-[ $? -eq 1 ] && grep -q -- "bf16: not implemented yet" "$tmp/err"
-tap_ok $? "--precision bf16 is refused, not yet implemented"
+[ $? -eq 2 ] && grep -q -- "--precision bf16 needs --device cuda" "$tmp/err"
+tap_ok $? "--precision bf16 on the CPU is a usage error (exit 2)"
 "$bin" $common --device cpu --precision fp32 --out "$tmp/y" --steps 1 >/dev/null 2>"$tmp/err"
 tap_ok $? "--precision fp32 on the CPU"
 
@@ -73,5 +74,20 @@ tap_ok $? "the first step's losses match the CPU's within 1e-4"
 "$bin" $common --device cuda --precision tf32 --out "$tmp/t" --steps 4 >"$tmp/t.log" 2>"$tmp/err"
 tap_ok $? "4 steps with --device cuda --precision tf32"
 tap_diag "tf32 step 1 losses (itc itm mlm): $(losses 1 "$tmp/t.log")"
+
+"$bin" $common --device cuda --precision bf16 --out "$tmp/h" --steps 4 >"$tmp/h.log" 2>"$tmp/err"
+status=$?
+[ $status -eq 0 ] || tap_diag "$(cat "$tmp/err")"
+tap_ok $status "4 steps with --device cuda --precision bf16"
+tap_diag "bf16 step 1 losses (itc itm mlm): $(losses 1 "$tmp/h.log")"
+echo "$(losses 1 "$tmp/h.log") $(losses 1 "$tmp/c.log")" | awk '{
+    bad = 0
+    for (i = 1; i <= 3; i++) {
+        d = $i - $(i + 3); if (d < 0) d = -d
+        r = $(i + 3); if (r < 0) r = -r
+        if (!(d <= 1e-2 * r + 1e-6)) bad = 1
+    }
+    exit bad }'
+tap_ok $? "bf16: the first step's losses match the CPU's within 1e-2"
 
 tap_end

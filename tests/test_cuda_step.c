@@ -7,7 +7,7 @@
  * 1e-5, gradients 1e-4 (max |d| / max |ref| per tensor), parameters after the
  * steps 1e-4 over all weights (elementwise, AdamW's allowance for gradients
  * that are float noise, as in test_pretrain_step). The CUDA scenario is then run again and must repeat itself bit
- * for bit.
+ * for bit. Last, one step in bf16 mode: losses within 1e-2 of the CPU's.
  *
  * Without a CUDA device the program reports one skipped test. */
 #include "albef.h"
@@ -270,56 +270,102 @@ static void compare_param_set(const char *what, int k, const param_set *g, const
     free(gv);
 }
 
+/* The reference step's fixture: config, weights and queues, the inputs. */
+typedef struct {
+    albef_config cfg;
+    safetensors_file *w, *in;
+    int B, L, cls, mask_id;
+    int64_t E, Q, ptr;
+    float *iq, *tq;
+} step_fixture;
+
+static void step_fixture_open(step_fixture *f)
+{
+    assert_ok(config_load(STEP "config.json", &f->cfg));
+    assert_ok(safetensors_open(STEP "weights.safetensors", &f->w));
+    assert_ok(safetensors_open(STEP "inputs.safetensors", &f->in));
+    const safetensors_tensor *ids_t = safetensors_find(f->in, "step0.input_ids");
+    f->B = (int)ids_t->shape[0], f->L = (int)ids_t->shape[1];
+    f->cls = atoi(safetensors_metadata_get(f->in, "cls_id"));
+    f->mask_id = atoi(safetensors_metadata_get(f->in, "mask_id"));
+    f->E = f->cfg.embed_dim, f->Q = f->cfg.queue_size;
+    f->iq = malloc(sizeof(float) * (size_t)(f->E * f->Q)), f->tq = malloc(sizeof(float) * (size_t)(f->E * f->Q));
+    assert_ok(safetensors_read_f32(f->w, "image_queue", f->iq, (size_t)(f->E * f->Q)));
+    assert_ok(safetensors_read_f32(f->w, "text_queue", f->tq, (size_t)(f->E * f->Q)));
+    assert_ok(safetensors_read_raw(f->w, "queue_ptr", DTYPE_I64, &f->ptr, 1));
+}
+
+static void step_fixture_close(step_fixture *f)
+{
+    free(f->iq), free(f->tq);
+    safetensors_close(f->w), safetensors_close(f->in);
+}
+
+/* Step k's batch with its recorded choices (MLM masking, ITM negatives). */
+typedef struct {
+    float *image;
+    int32_t *ids, *mask, *mlm_ids, *mlm_labels, *neg_img, *neg_txt;
+    float lr;
+    pretrain_choices ch;
+    pretrain_batch b;
+} step_batch;
+
+static void step_batch_read(const step_fixture *f, int k, step_batch *s)
+{
+    char name[320];
+    size_t RES = (size_t)f->cfg.image_res, BL = (size_t)f->B * f->L;
+    s->image = malloc(sizeof(float) * f->B * 3 * RES * RES);
+    snprintf(name, sizeof name, "step%d.image", k);
+    assert_ok(safetensors_read_f32(f->in, name, s->image, f->B * 3 * RES * RES));
+#define INTS(field, n) (snprintf(name, sizeof name, "step%d." field, k), read_ints(f->in, name, n))
+    s->ids = INTS("input_ids", BL), s->mask = INTS("attention_mask", BL);
+    s->mlm_ids = INTS("mlm_input_ids", BL), s->mlm_labels = INTS("mlm_labels", BL);
+    s->neg_img = INTS("neg_image_idx", (size_t)f->B), s->neg_txt = INTS("neg_text_idx", (size_t)f->B);
+#undef INTS
+    float alpha;
+    snprintf(name, sizeof name, "step%d.alpha", k);
+    assert_ok(safetensors_read_f32(f->in, name, &alpha, 1));
+    snprintf(name, sizeof name, "step%d.lr", k);
+    assert_ok(safetensors_read_f32(f->in, name, &s->lr, 1));
+    s->ch = (pretrain_choices){.mlm_ids = s->mlm_ids, .mlm_labels = s->mlm_labels, .neg_image_idx = s->neg_img,
+                               .neg_text_idx = s->neg_txt};
+    s->b = (pretrain_batch){
+        .images = s->image, .ids = s->ids, .mask = s->mask, .len = f->L, .alpha = alpha, .choices = &s->ch};
+}
+
+static void step_batch_free(step_batch *s)
+{
+    free(s->image), free(s->ids), free(s->mask), free(s->mlm_ids), free(s->mlm_labels), free(s->neg_img),
+        free(s->neg_txt);
+}
+
 static void test_two_pretrain_steps_match_cpu(void **state)
 {
     (void)state;
-    albef_config cfg;
-    assert_ok(config_load(STEP "config.json", &cfg));
-    safetensors_file *w, *in;
-    assert_ok(safetensors_open(STEP "weights.safetensors", &w));
-    assert_ok(safetensors_open(STEP "inputs.safetensors", &in));
-    const safetensors_tensor *ids_t = safetensors_find(in, "step0.input_ids");
-    int B = (int)ids_t->shape[0], L = (int)ids_t->shape[1];
-    int cls = atoi(safetensors_metadata_get(in, "cls_id")), mask_id = atoi(safetensors_metadata_get(in, "mask_id"));
-    int64_t E = cfg.embed_dim, Q = cfg.queue_size, ptr;
-    float *iq = malloc(sizeof(float) * (size_t)(E * Q)), *tq = malloc(sizeof(float) * (size_t)(E * Q));
-    assert_ok(safetensors_read_f32(w, "image_queue", iq, (size_t)(E * Q)));
-    assert_ok(safetensors_read_f32(w, "text_queue", tq, (size_t)(E * Q)));
-    assert_ok(safetensors_read_raw(w, "queue_ptr", DTYPE_I64, &ptr, 1));
+    step_fixture f;
+    step_fixture_open(&f);
+    int B = f.B;
+    int64_t E = f.E, Q = f.Q;
 
     /* dropout on, in the student and in the teacher (the official setting) */
     pretrain_options opt = pretrain_options_default(B);
-    opt.max_len = L;
+    opt.max_len = f.L;
     printf("# dropout: hidden %.2f, attention %.2f, teacher %s\n", opt.hidden_dropout, opt.attention_dropout,
            opt.teacher_dropout ? "on" : "off");
     pretrainer cpu, cuda;
-    pretrainer_setup(&cpu, backend_cpu(), &cfg, &opt, cls, mask_id, iq, tq, ptr);
-    pretrainer_setup(&cuda, gpu, &cfg, &opt, cls, mask_id, iq, tq, ptr);
+    pretrainer_setup(&cpu, backend_cpu(), &f.cfg, &opt, f.cls, f.mask_id, f.iq, f.tq, f.ptr);
+    pretrainer_setup(&cuda, gpu, &f.cfg, &opt, f.cls, f.mask_id, f.iq, f.tq, f.ptr);
 
     int ok = 1;
     double worst_loss = 0, worst_param = 0, worst_m = 0, worst_q = 0;
     for (int k = 0; k < 2; k++) {
         char name[320];
-        size_t RES = (size_t)cfg.image_res, BL = (size_t)B * L;
-        float *image = malloc(sizeof(float) * B * 3 * RES * RES);
-        snprintf(name, sizeof name, "step%d.image", k);
-        assert_ok(safetensors_read_f32(in, name, image, B * 3 * RES * RES));
-#define INTS(field, n) (snprintf(name, sizeof name, "step%d." field, k), read_ints(in, name, n))
-        int32_t *ids = INTS("input_ids", BL), *mask = INTS("attention_mask", BL);
-        int32_t *mlm_ids = INTS("mlm_input_ids", BL), *mlm_labels = INTS("mlm_labels", BL);
-        int32_t *neg_img = INTS("neg_image_idx", (size_t)B), *neg_txt = INTS("neg_text_idx", (size_t)B);
-#undef INTS
-        float alpha, lr;
-        snprintf(name, sizeof name, "step%d.alpha", k);
-        assert_ok(safetensors_read_f32(in, name, &alpha, 1));
-        snprintf(name, sizeof name, "step%d.lr", k);
-        assert_ok(safetensors_read_f32(in, name, &lr, 1));
-        pretrain_choices ch = {.mlm_ids = mlm_ids, .mlm_labels = mlm_labels, .neg_image_idx = neg_img,
-                               .neg_text_idx = neg_txt};
-        pretrain_batch b = {.images = image, .ids = ids, .mask = mask, .len = L, .alpha = alpha, .choices = &ch};
+        step_batch sb;
+        step_batch_read(&f, k, &sb);
+        float lr = sb.lr;
         pretrain_stats sc, sg;
-        assert_ok(pretrainer_step(&cpu, &b, lr, &sc));
-        assert_ok(pretrainer_step(&cuda, &b, lr, &sg));
+        assert_ok(pretrainer_step(&cpu, &sb.b, lr, &sc));
+        assert_ok(pretrainer_step(&cuda, &sb.b, lr, &sg));
         expect_no_cuda_error();
         printf("# step %d cpu:  itc %.6f itm %.6f mlm %.6f grad norm %.5f\n", k, sc.loss_ita, sc.loss_itm,
                sc.loss_mlm, sc.grad_norm);
@@ -365,13 +411,51 @@ static void test_two_pretrain_steps_match_cpu(void **state)
         if (!(drift <= 1e-4 && drift_m <= 1e-4))
             ok = 0;
         free(iq_c), free(tq_c), free(iq_g), free(tq_g);
-        free(image), free(ids), free(mask), free(mlm_ids), free(mlm_labels), free(neg_img), free(neg_txt);
+        step_batch_free(&sb);
     }
     printf("# worst max|d|/max|ref|: losses %.1e, parameters %.1e, momentum parameters %.1e, queues %.1e\n",
            worst_loss, worst_param, worst_m, worst_q);
     assert_true(ok);
-    free(iq), free(tq);
-    safetensors_close(w), safetensors_close(in);
+    step_fixture_close(&f);
+    pretrainer_free(&cpu);
+    pretrainer_free(&cuda);
+}
+
+/* bf16 mode (products on bf16 inputs, fp32 accumulation, everything else
+ * fp32): one pre-training step's losses within 1e-2 of the fp32 CPU's, on the
+ * same batch and the same recorded choices; the gradient norm is printed
+ * beside the CPU's and must be finite. */
+static void test_pretrain_step_bf16(void **state)
+{
+    (void)state;
+    step_fixture f;
+    step_fixture_open(&f);
+    pretrain_options opt = pretrain_options_default(f.B);
+    opt.max_len = f.L;
+    pretrainer cpu, cuda;
+    pretrainer_setup(&cpu, backend_cpu(), &f.cfg, &opt, f.cls, f.mask_id, f.iq, f.tq, f.ptr);
+    pretrainer_setup(&cuda, gpu, &f.cfg, &opt, f.cls, f.mask_id, f.iq, f.tq, f.ptr);
+    assert_ok(backend_set_precision(gpu, "bf16"));
+    step_batch sb;
+    step_batch_read(&f, 0, &sb);
+    pretrain_stats sc, sg;
+    assert_ok(pretrainer_step(&cpu, &sb.b, sb.lr, &sc));
+    assert_ok(pretrainer_step(&cuda, &sb.b, sb.lr, &sg));
+    expect_no_cuda_error();
+    assert_ok(backend_set_precision(gpu, "fp32"));
+    printf("# cpu fp32:  itc %.6f itm %.6f mlm %.6f grad norm %.5f\n", sc.loss_ita, sc.loss_itm, sc.loss_mlm,
+           sc.grad_norm);
+    printf("# cuda bf16: itc %.6f itm %.6f mlm %.6f grad norm %.5f (|d|/|cpu| %.2e)\n", sg.loss_ita, sg.loss_itm,
+           sg.loss_mlm, sg.grad_norm, fabs((double)sg.grad_norm - sc.grad_norm) / sc.grad_norm);
+    int ok = 1;
+    compare("bf16 loss_ita", &sg.loss_ita, &sc.loss_ita, 1, 1e-2, 0, &ok);
+    compare("bf16 loss_itm", &sg.loss_itm, &sc.loss_itm, 1, 1e-2, 0, &ok);
+    compare("bf16 loss_mlm", &sg.loss_mlm, &sc.loss_mlm, 1, 1e-2, 0, &ok);
+    assert_int_equal(sg.masked_tokens, sc.masked_tokens);
+    assert_true(isfinite(sg.grad_norm));
+    assert_true(ok);
+    step_batch_free(&sb);
+    step_fixture_close(&f);
     pretrainer_free(&cpu);
     pretrainer_free(&cuda);
 }
@@ -387,6 +471,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scenario_matches_cpu),
         cmocka_unit_test(test_two_pretrain_steps_match_cpu),
+        cmocka_unit_test(test_pretrain_step_bf16),
     };
     int rc = cmocka_run_group_tests_name("cuda_step", tests, NULL, NULL);
     backend_destroy(gpu);

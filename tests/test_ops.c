@@ -540,13 +540,48 @@ static void test_gather_scatter_copy_rows_adjoint(void **state)
 
 /* ---- optimiser and momentum update ---------------------------------------------------------- */
 
+/* One AdamW pass over an arena with per-element decay flags is bit for bit
+ * the per-tensor passes it replaces: weight_decay where the flag is set, 0
+ * where it is not. */
+static void test_adamw_decay_flags_match_per_tensor_calls(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    const int64_t bounds[] = {0, 7, 300, 301, 640, 999, N}; /* segments; odd ones without decay */
+    float w1[N], w2[N], m1[N] = {0}, m2[N] = {0}, v1[N] = {0}, v2[N] = {0}, g[N];
+    uint8_t flags[N];
+    rng_state r;
+    rng_seed(&r, 7);
+    for (int i = 0; i < N; i++)
+        w1[i] = w2[i] = (float)rng_normal(&r);
+    for (int s = 0; s + 1 < (int)(sizeof bounds / sizeof bounds[0]); s++)
+        memset(flags + bounds[s], !(s & 1), (size_t)(bounds[s + 1] - bounds[s]));
+    for (int step = 1; step <= 3; step++) {
+        for (int i = 0; i < N; i++)
+            g[i] = (float)rng_normal(&r);
+        float lr = 1e-3f * (float)step;
+        op_adamw(backend_cpu(), tensor_f32(w1, N), tensor_f32(g, N), tensor_f32(m1, N), tensor_f32(v1, N),
+                 tensor_make(flags, DTYPE_U8, 1, TENSOR_SHAPE(N)), lr, 0.9f, 0.999f, 1e-8f, 0.02f, step);
+        for (int s = 0; s + 1 < (int)(sizeof bounds / sizeof bounds[0]); s++) {
+            int64_t a = bounds[s], n = bounds[s + 1] - bounds[s];
+            op_adamw(backend_cpu(), tensor_f32(w2 + a, n), tensor_f32(g + a, n), tensor_f32(m2 + a, n),
+                     tensor_f32(v2 + a, n), tensor_none(), lr, 0.9f, 0.999f, 1e-8f, (s & 1) ? 0.0f : 0.02f, step);
+        }
+    }
+    for (int i = 0; i < N; i++)
+        if (memcmp(&w1[i], &w2[i], sizeof(float)) || memcmp(&m1[i], &m2[i], sizeof(float)) ||
+            memcmp(&v1[i], &v2[i], sizeof(float)))
+            fail_msg("element %d: one pass gives w %.9g m %.9g v %.9g, per tensor w %.9g m %.9g v %.9g", i, w1[i],
+                     m1[i], v1[i], w2[i], m2[i], v2[i]);
+}
+
 static void test_adamw_matches_reference_arithmetic(void **state)
 {
     (void)state;
     float w[3] = {0.5f, -1.0f, 2.0f}, g[3] = {0.1f, -0.2f, 0.3f}, m[3] = {0}, v[3] = {0};
     for (int step = 1; step <= 3; step++)
-        op_adamw(backend_cpu(), tensor_f32(w, 3), tensor_f32(g, 3), tensor_f32(m, 3), tensor_f32(v, 3), 1e-3f, 0.9f,
-                 0.999f, 1e-8f, 0.02f, step);
+        op_adamw(backend_cpu(), tensor_f32(w, 3), tensor_f32(g, 3), tensor_f32(m, 3), tensor_f32(v, 3), tensor_none(),
+                 1e-3f, 0.9f, 0.999f, 1e-8f, 0.02f, step);
     /* torch.optim.AdamW(lr=1e-3, weight_decay=0.02), three steps, constant grad */
     const float expect[3] = {4.96970057e-01f, -9.96940017e-01f, 1.99687970e+00f};
     assert_float_equal(w[0], expect[0], 2e-6);
@@ -574,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_softmax_xent),
         cmocka_unit_test(test_gather_scatter_copy_rows_adjoint),
         cmocka_unit_test(test_adamw_matches_reference_arithmetic),
+        cmocka_unit_test(test_adamw_decay_flags_match_per_tensor_calls),
     };
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 int cuda_backend_create(backend **out, char *msg, size_t cap);
 void cuda_backend_destroy(backend *be);
 int cuda_backend_set_tf32(backend *be, int on);
+void cuda_backend_set_bf16(backend *be, int on);
 #endif
 
 #define ALL_OPS(X)                                                                                                  \
@@ -69,20 +70,19 @@ int backend_create(const char *name, backend **out)
 int backend_set_precision(backend *be, const char *precision)
 {
     (void)be;
-    int tf32 = !strcmp(precision, "tf32");
-    if (!strcmp(precision, "bf16"))
-        return albef_error(ALBEF_ERR_UNSUPPORTED, "--precision bf16: not implemented yet (use fp32 or tf32)");
-    if (strcmp(precision, "fp32") && !tf32)
+    int tf32 = !strcmp(precision, "tf32"), bf16 = !strcmp(precision, "bf16");
+    if (strcmp(precision, "fp32") && !tf32 && !bf16)
         return albef_error(ALBEF_ERR_INVALID, "unknown precision '%s' (expected fp32, tf32 or bf16)", precision);
 #ifdef ALBEF_HAVE_CUDA
     if (be->kind == BACKEND_CUDA) {
         if (cuda_backend_set_tf32(be, tf32))
             return albef_error(ALBEF_ERR_UNSUPPORTED, "--precision %s: cuBLAS refused the math mode", precision);
+        cuda_backend_set_bf16(be, bf16);
         return ALBEF_OK;
     }
 #endif
-    if (tf32)
-        return albef_error(ALBEF_ERR_UNSUPPORTED, "--precision tf32 needs --device cuda");
+    if (tf32 || bf16)
+        return albef_error(ALBEF_ERR_UNSUPPORTED, "--precision %s needs --device cuda", precision);
     return ALBEF_OK;
 }
 

@@ -152,11 +152,14 @@ struct backend_ops {
     void (*fill_normal)(backend *be, tensor x, float mean, float std, uint64_t seed);
     void (*cast)(backend *be, tensor dst, tensor src);
 
-    /* Optimisation, one pass over a range of the parameter arena:
-     * AdamW (decoupled weight decay, bias-corrected, step >= 1) and the
-     * momentum-model update target = m * target + (1 - m) * source. */
-    void (*adamw)(backend *be, tensor param, tensor grad, tensor m, tensor v, float lr, float beta1, float beta2,
-                  float eps, float weight_decay, int step);
+    /* Optimisation, one pass over a range of the parameter arena (the whole
+     * arena at once, in the trainer): AdamW (decoupled weight decay,
+     * bias-corrected, step >= 1) and the momentum-model update
+     * target = m * target + (1 - m) * source. decay (U8, one flag per
+     * element, same numel as param) says which elements weight_decay applies
+     * to; data NULL: all of them. */
+    void (*adamw)(backend *be, tensor param, tensor grad, tensor m, tensor v, tensor decay, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, int step);
     void (*ema)(backend *be, tensor target, tensor source, float momentum);
 };
 
@@ -173,8 +176,10 @@ struct backend {
  * (ALBEF_ERR_NODEV) when CUDA is not built in or no device is present. */
 int backend_create(const char *name, backend **out);
 /* A back end's arithmetic: "fp32" (every back end; on CUDA with TF32 off, the
- * parity mode and the default) or "tf32" (CUDA: matrix products on TF32
- * tensor cores). "bf16" is not implemented yet (ALBEF_ERR_UNSUPPORTED). */
+ * parity mode and the default), "tf32" (CUDA: matrix products on TF32 tensor
+ * cores) or "bf16" (CUDA: matrix products with bf16 inputs, fp32 accumulation
+ * and output; everything else fp32). tf32 and bf16 on the CPU back end:
+ * ALBEF_ERR_UNSUPPORTED. */
 int backend_set_precision(backend *be, const char *precision);
 void backend_destroy(backend *be);
 backend *backend_cpu(void);

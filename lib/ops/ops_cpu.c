@@ -751,21 +751,25 @@ static void cpu_cast(backend *be, tensor dst, tensor src)
     }
 }
 
-static void cpu_adamw(backend *be, tensor param, tensor grad, tensor m, tensor v, float lr, float beta1, float beta2,
-                      float eps, float weight_decay, int step)
+static void cpu_adamw(backend *be, tensor param, tensor grad, tensor m, tensor v, tensor decay, float lr,
+                      float beta1, float beta2, float eps, float weight_decay, int step)
 {
     (void)be;
     int64_t n = tensor_numel(param);
-    /* The same arithmetic, in the same order, as torch.optim.AdamW. */
+    /* The same arithmetic, in the same order, as torch.optim.AdamW. An
+     * element without decay is multiplied by 1 - lr * 0 = 1 exactly, as
+     * torch's group with weight_decay 0 does. */
     float bias1 = 1.0f - powf(beta1, (float)step);
     float bias2 = 1.0f - powf(beta2, (float)step);
     float step_size = lr / bias1;
     float bias2_sqrt = sqrtf(bias2);
+    float decayed = 1.0f - lr * weight_decay;
     float *w = F(param), *mm = F(m), *vv = F(v);
     const float *g = CF(grad);
+    const uint8_t *flags = decay.data;
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
-        w[i] *= 1.0f - lr * weight_decay;
+        w[i] *= !flags || flags[i] ? decayed : 1.0f;
         mm[i] = mm[i] * beta1 + (1.0f - beta1) * g[i];
         vv[i] = vv[i] * beta2 + (1.0f - beta2) * g[i] * g[i];
         float denom = sqrtf(vv[i]) / bias2_sqrt + eps;

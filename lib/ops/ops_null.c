@@ -55,8 +55,8 @@ NULL_OP(softmax_xent, const xent_params *p, tensor loss, tensor dlogits, tensor 
 NULL_OP(reduce, tensor out, tensor in, float scale)
 NULL_OP(fill, tensor x, float value)
 NULL_OP(fill_normal, tensor x, float mean, float std, uint64_t seed)
-NULL_OP(adamw, tensor param, tensor grad, tensor m, tensor v, float lr, float b1, float b2, float eps, float wd,
-        int step)
+NULL_OP(adamw, tensor param, tensor grad, tensor m, tensor v, tensor decay, float lr, float b1, float b2, float eps,
+        float wd, int step)
 NULL_OP(ema, tensor target, tensor source, float momentum)
 #pragma GCC diagnostic pop
 

@@ -194,7 +194,9 @@ int train_cli_check(const train_cli *o, char *err, size_t cap)
     const char *msg = !o->vocab ? "--vocab is required"
                       : !o->out ? "--out is required"
                       : o->resume && o->init ? "--resume continues a run; it takes no --init"
-                                             : NULL;
+                      : !strcmp(o->precision, "bf16") && strcmp(o->device, "cuda")
+                          ? "--precision bf16 needs --device cuda (the CPU back end computes in fp32 only)"
+                          : NULL;
     if (msg)
         snprintf(err, cap, "%s", msg);
     return msg ? -1 : 0;
@@ -255,8 +257,9 @@ void train_cli_usage(FILE *f, const train_cli *o)
             "      --seed S             random seed (default %llu)\n"
             "      --workers N          data loading threads (default %d)\n"
             "      --device D           cpu (default) or cuda\n"
-            "      --precision P        fp32 (default: the CPU's arithmetic) or tf32 (cuda: matrix products\n"
-            "                           on tensor cores)\n"
+            "      --precision P        fp32 (default: the CPU's arithmetic), tf32 (cuda: matrix products\n"
+            "                           on tensor cores) or bf16 (cuda: matrix products with bf16\n"
+            "                           inputs, fp32 accumulation; the rest stays fp32)\n"
             "\n"
             "Checkpoints and logs:\n"
             "      --save-every N       also save every N optimizer steps (default: each epoch)\n"

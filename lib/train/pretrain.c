@@ -530,6 +530,26 @@ static void random_unit_rows(pretrainer *t, tensor dst, float *host)
     t->be->ops->upload(t->be, dst.data, host, tensor_nbytes(dst));
 }
 
+/* AdamW's two groups as one flag per arena element, uploaded once, so that
+ * the update is one pass over the arena: 1 for the weights that decay, 0 for
+ * the no_decay group (1-D tensors, biases) and the arena's alignment padding
+ * (zero values, gradients and moments, which AdamW leaves at zero). */
+static int upload_decay_flags(pretrainer *t)
+{
+    const param_set *ps = &t->online.params;
+    uint8_t *flags = calloc(ps->numel ? ps->numel : 1, 1);
+    if (!flags)
+        return albef_error(ALBEF_ERR_NOMEM, "out of memory for %zu weight decay flags", ps->numel);
+    for (int i = 0; i < ps->count; i++) {
+        const param_info *p = &ps->items[i];
+        if (p->alias_of < 0 && !p->no_decay)
+            memset(flags + p->offset, 1, p->numel);
+    }
+    t->be->ops->upload(t->be, t->adam_decay, flags, ps->numel);
+    free(flags);
+    return ALBEF_OK;
+}
+
 static void init_queues(pretrainer *t)
 {
     float *host = malloc(tensor_nbytes(t->img_all));
@@ -599,6 +619,7 @@ int pretrainer_init(pretrainer *t, const albef_config *cfg, backend *be, const p
     size_t bytes = t->online.params.numel * sizeof(float);
     t->adam_m = be->ops->alloc(be, bytes);
     t->adam_v = be->ops->alloc(be, bytes);
+    t->adam_decay = be->ops->alloc(be, t->online.params.numel);
     int64_t E = cfg->embed_dim, N = (int64_t)B + cfg->queue_size;
     t->img_all = tensor_f32(be->ops->alloc(be, sizeof(float) * (size_t)(N * E)), N, E);
     t->txt_all = tensor_f32(be->ops->alloc(be, sizeof(float) * (size_t)(N * E)), N, E);
@@ -607,11 +628,14 @@ int pretrainer_init(pretrainer *t, const albef_config *cfg, backend *be, const p
         if (!t->gathered.data)
             return albef_error(ALBEF_ERR_NOMEM, "out of memory");
     }
-    if (!t->adam_m || !t->adam_v || !t->img_all.data || !t->txt_all.data)
+    if (!t->adam_m || !t->adam_v || !t->adam_decay || !t->img_all.data || !t->txt_all.data)
         return albef_error(ALBEF_ERR_NOMEM, "cannot allocate the optimizer state and queues (%.1f MiB)",
-                           (2.0 * bytes + 2.0 * N * E * 4) / 1048576.0);
+                           (2.25 * bytes + 2.0 * N * E * 4) / 1048576.0);
     be->ops->zero(be, t->adam_m, bytes);
     be->ops->zero(be, t->adam_v, bytes);
+    rc = upload_decay_flags(t);
+    if (rc)
+        return rc;
     init_queues(t);
 
     /* size the activation memory with a dry run at the longest text */
@@ -641,6 +665,8 @@ void pretrainer_free(pretrainer *t)
             be->ops->free(be, t->adam_m);
         if (t->adam_v)
             be->ops->free(be, t->adam_v);
+        if (t->adam_decay)
+            be->ops->free(be, t->adam_decay);
         if (t->img_all.data)
             be->ops->free(be, t->img_all.data);
         if (t->txt_all.data)
@@ -831,16 +857,10 @@ int pretrainer_update(pretrainer *t, float lr, float *grad_norm)
     tensor sumsq = t->buf->sumsq = arena_f32(&t->ar, 1);
     op_reduce_sumsq(be, sumsq, params_all_grads(ps), 1.0f);
     t->adam_step++;
-    for (int i = 0; i < ps->count; i++) {
-        const param_info *p = &ps->items[i];
-        if (p->alias_of >= 0)
-            continue;
-        tensor w = params_value(ps, i), g = params_grad(ps, i);
-        tensor mm = tensor_make(t->adam_m + p->offset, DTYPE_F32, p->ndim, p->shape);
-        tensor vv = tensor_make(t->adam_v + p->offset, DTYPE_F32, p->ndim, p->shape);
-        op_adamw(be, w, g, mm, vv, lr, t->opt.beta1, t->opt.beta2, t->opt.eps, p->no_decay ? 0.0f : t->opt.weight_decay,
-                 (int)t->adam_step);
-    }
+    int64_t n = (int64_t)ps->numel;
+    op_adamw(be, params_all_values(ps), params_all_grads(ps), tensor_f32(t->adam_m, n), tensor_f32(t->adam_v, n),
+             tensor_make(t->adam_decay, DTYPE_U8, 1, TENSOR_SHAPE(n)), lr, t->opt.beta1, t->opt.beta2, t->opt.eps,
+             t->opt.weight_decay, (int)t->adam_step);
     if (grad_norm) {
         float ss = 0;
         if (sumsq.data)

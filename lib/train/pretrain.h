@@ -87,6 +87,7 @@ typedef struct {
     int64_t queue_ptr;
     int64_t *idx_queue;        /* (Q) host: image index of each queue entry, -100 when empty (retrieval) */
     float *adam_m, *adam_v;    /* back-end memory, the online arena's layout */
+    uint8_t *adam_decay;       /* back-end memory, one flag per arena element: 1 where weight decay applies */
     int64_t adam_step;
     rng_state rng;
     uint64_t step_count;       /* forward passes run, for dropout seeds */
