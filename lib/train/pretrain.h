@@ -44,9 +44,10 @@ typedef struct {
 
 pretrain_options pretrain_options_default(int batch);
 
-/* The random choices of a step, normally drawn by the step itself from the
- * trainer's RNG; given here, they make a step reproducible against another
- * implementation. */
+/* The random choices of a step, normally drawn by the step itself (MLM
+ * masking from the trainer's RNG on the host, ITM negatives on the device
+ * from the step's seed, op itm_negatives); given here, they make a step
+ * reproducible against another implementation. */
 typedef struct {
     const int32_t *mlm_ids;       /* (B, L) masked input ids */
     const int32_t *mlm_labels;    /* (B, L) original id at masked positions, -100 elsewhere */
@@ -132,7 +133,10 @@ tensor pretrainer_last_sim_t2i(const pretrainer *t);
 /* The ITM sampling weights of the last step, (B, B) host memory: row i of
  * w_i2t weighs the texts for image i, row i of w_t2i the images for text i;
  * softmax of the in-batch student logits, zero at the diagonal (retrieval:
- * at every pair of the same image), not renormalised. */
+ * at every pair of the same image), not renormalised; all zero after a step
+ * without ITM. They live on the device during the step: this call downloads
+ * them (a synchronisation; for tests and inspection, not every step). The
+ * pointers stay valid until the next call. */
 void pretrainer_last_itm_weights(const pretrainer *t, const float **w_i2t, const float **w_t2i);
 
 /* One step: forward, backward, AdamW at rate lr. */
