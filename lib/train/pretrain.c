@@ -30,7 +30,9 @@ struct pretrain_buffers {
     tensor fusion_embeds, fusion_enc, m_cls, itm_logits, itm_loss, ditm;
     tensor hid_rows, soft, mlm_loss, dmlm;
     tensor losses; /* (4) */
-    tensor sumsq;  /* (1) */
+    /* (6) device memory, allocated once: the last step's losses (4) and temp,
+     * then the last update's gradient sum of squares, read in one download */
+    tensor step_stats;
     float loss_scale; /* gradient accumulation: 1 / micro-batches */
     int itc_only;     /* this step has no ITM and no MLM */
     int no_mlm;       /* this step has no MLM (retrieval) */
@@ -574,6 +576,10 @@ int pretrainer_init(pretrainer *t, const albef_config *cfg, backend *be, const p
                            (2.0 * bytes + 2.0 * N * E * 4) / 1048576.0);
     be->ops->zero(be, t->adam_m, bytes);
     be->ops->zero(be, t->adam_v, bytes);
+    t->buf->step_stats = tensor_f32(be->ops->alloc(be, 6 * sizeof(float)), 6);
+    if (!t->buf->step_stats.data)
+        return albef_error(ALBEF_ERR_NOMEM, "out of memory");
+    be->ops->zero(be, t->buf->step_stats.data, 6 * sizeof(float));
     init_queues(t);
 
     /* size the activation memory with a dry run at the longest text */
@@ -583,7 +589,6 @@ int pretrainer_init(pretrainer *t, const albef_config *cfg, backend *be, const p
     t->buf->loss_scale = 1.0f;
     forward(t, backend_null(), &dry, 1);
     backward(t, backend_null(), L);
-    arena_f32(&t->ar, 1); /* the gradient norm of pretrainer_update */
     t->ar_bytes = t->ar.peak;
     t->scratch_bytes = t->scratch.peak;
     rc = arena_init(&t->ar, be, t->ar_bytes);
@@ -609,6 +614,8 @@ void pretrainer_free(pretrainer *t)
             be->ops->free(be, t->txt_all.data);
         if (t->gathered.data)
             be->ops->free(be, t->gathered.data);
+        if (t->buf && t->buf->step_stats.data)
+            be->ops->free(be, t->buf->step_stats.data);
     }
     arena_free(&t->ar);
     arena_free(&t->scratch);
@@ -728,6 +735,22 @@ int pretrainer_get_queues(const pretrainer *t, float *image_queue, float *text_q
 
 /* ---- the step --------------------------------------------------------------- */
 
+static void read_step_stats(const pretrainer *t, pretrain_stats *stats, int with_grad_norm)
+{
+    const struct pretrain_buffers *u = t->buf;
+    float host[6];
+    t->be->ops->download(t->be, host, u->step_stats.data, sizeof host);
+    stats->loss_ita = host[0] + host[1];
+    stats->loss_itm = host[2];
+    stats->loss_mlm = host[3];
+    stats->temp = host[4];
+    if (with_grad_norm)
+        stats->grad_norm = sqrtf(host[5]);
+    stats->masked_tokens = u->n_masked;
+}
+
+void pretrainer_last_stats(const pretrainer *t, pretrain_stats *stats) { read_step_stats(t, stats, 1); }
+
 int pretrainer_accumulate(pretrainer *t, const pretrain_batch *b, float loss_scale, pretrain_stats *stats)
 {
     struct pretrain_buffers *u = t->buf;
@@ -772,15 +795,11 @@ int pretrainer_accumulate(pretrainer *t, const pretrain_batch *b, float loss_sca
     t->step_count++;
     if (t->ar.overflow || t->scratch.overflow)
         return albef_error(ALBEF_ERR_NOMEM, "internal: activation memory smaller than the step needs");
-    if (stats) {
-        float host[4];
-        be->ops->download(be, host, u->losses.data, sizeof host);
-        stats->loss_ita = host[0] + host[1];
-        stats->loss_itm = host[2];
-        stats->loss_mlm = host[3];
-        be->ops->download(be, &stats->temp, t->online.temp.data, sizeof(float));
-        stats->masked_tokens = u->n_masked;
-    }
+    /* kept on the device: the temperature changes in the update */
+    be->ops->copy(be, u->step_stats.data, u->losses.data, 4 * sizeof(float));
+    be->ops->copy(be, (float *)u->step_stats.data + 4, t->online.temp.data, sizeof(float));
+    if (stats)
+        read_step_stats(t, stats, 0);
     return ALBEF_OK;
 }
 
@@ -797,7 +816,7 @@ int pretrainer_update(pretrainer *t, float lr, float *grad_norm)
         op_scale(be, params_all_grads(ps), 1.0f / (float)c->world);
     }
     /* gradient norm (before the update), then AdamW with ALBEF's two groups */
-    tensor sumsq = t->buf->sumsq = arena_f32(&t->ar, 1);
+    tensor sumsq = tensor_slice(t->buf->step_stats, 5, 1);
     op_reduce_sumsq(be, sumsq, params_all_grads(ps), 1.0f);
     t->adam_step++;
     for (int i = 0; i < ps->count; i++) {
@@ -810,20 +829,23 @@ int pretrainer_update(pretrainer *t, float lr, float *grad_norm)
         op_adamw(be, w, g, mm, vv, lr, t->opt.beta1, t->opt.beta2, t->opt.eps, p->no_decay ? 0.0f : t->opt.weight_decay,
                  (int)t->adam_step);
     }
+    params_zero_grads(ps);
     if (grad_norm) {
         float ss = 0;
-        if (sumsq.data)
-            be->ops->download(be, &ss, sumsq.data, sizeof ss);
+        be->ops->download(be, &ss, sumsq.data, sizeof ss);
         *grad_norm = sqrtf(ss);
     }
-    params_zero_grads(ps);
     return t->ar.overflow ? albef_error(ALBEF_ERR_NOMEM, "internal: activation memory exhausted") : ALBEF_OK;
 }
 
 int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_stats *stats)
 {
-    int rc = pretrainer_accumulate(t, b, 1.0f, stats);
-    return rc ? rc : pretrainer_update(t, lr, stats ? &stats->grad_norm : NULL);
+    /* one synchronisation, at the end, for all the numbers of the step */
+    int rc = pretrainer_accumulate(t, b, 1.0f, NULL);
+    rc = rc ? rc : pretrainer_update(t, lr, NULL);
+    if (!rc && stats)
+        pretrainer_last_stats(t, stats);
+    return rc;
 }
 
 tensor pretrainer_last_sim_i2t(const pretrainer *t) { return t->buf->sim_i2t; }

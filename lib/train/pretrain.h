@@ -148,6 +148,11 @@ int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_s
  * the sum and clears it. pretrainer_step = accumulate(1) + update. */
 int pretrainer_accumulate(pretrainer *t, const pretrain_batch *b, float loss_scale, pretrain_stats *stats);
 int pretrainer_update(pretrainer *t, float lr, float *grad_norm);
+/* The losses, temperature and masked-token count of the last accumulated
+ * micro-batch and the gradient norm of the last update, in one download.
+ * Passing NULL stats and grad_norm above and calling this after the update
+ * leaves one synchronisation per step, at its end. */
+void pretrainer_last_stats(const pretrainer *t, pretrain_stats *stats);
 
 /* Activation bytes per sample at this configuration and text length, from a
  * dry run, and the batch that would fit in `memory` bytes. */
