@@ -273,4 +273,7 @@ void cuda_copy_rows(backend *be, tensor dst, int64_t dst_stride, tensor src, int
 void cuda_gather_rows(backend *be, tensor out, tensor in, tensor idx);
 void cuda_scatter_add_rows(backend *be, tensor dst, tensor src, tensor idx);
 
+// sample.cu
+void cuda_itm_negatives(backend *be, tensor w, tensor neg, tensor logits, tensor same, int uniform, uint64_t seed);
+
 #endif

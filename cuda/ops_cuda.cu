@@ -431,6 +431,7 @@ backend_ops make_ops()
     o.softmax_xent = cuda_softmax_xent;
     o.reduce_sum = cuda_reduce_sum;
     o.reduce_sumsq = cuda_reduce_sumsq;
+    o.itm_negatives = cuda_itm_negatives;
     o.fill = cuda_fill;
     o.fill_normal = cuda_fill_normal;
     o.cast = cuda_cast;

@@ -4,7 +4,8 @@
  * gradients (fp32), 1e-2 for the products in bf16 mode. Every output the op writes is poisoned with NaN on the
  * device first, so an element it forgets stays NaN and fails; outputs that
  * accumulate start from the same random values on both sides. Dropout masks
- * must be identical, and two runs of the same ops bitwise equal.
+ * and ITM's drawn negatives must be identical, and two runs of the same ops
+ * bitwise equal.
  *
  * Without a CUDA device (or in a build without CUDA) the program reports one
  * skipped test with the reason. */
@@ -905,6 +906,51 @@ static void test_softmax_xent(void **state)
     }
 }
 
+/* ITM's negatives: the same weights (within float rounding of exp) and the
+ * same draws, index for index, as the CPU: the uniforms are counter-based and
+ * the draw repeats the CPU's arithmetic. Modes: in-batch softmax with the
+ * diagonal excluded, same-image exclusion (retrieval), uniform weights, and
+ * rows with every other sample of the same image (all-zero weights). */
+static void test_itm_negatives(void **state)
+{
+    (void)state;
+    const int64_t batches[] = {2, 7, 64, 130};
+    for (size_t s = 0; s < sizeof batches / sizeof batches[0]; s++) {
+        int64_t B = batches[s], N = B + 5;
+        int32_t *groups = malloc(sizeof(int32_t) * (size_t)B), *one = malloc(sizeof(int32_t) * (size_t)B);
+        for (int64_t i = 0; i < B; i++)
+            groups[i] = (int32_t)(i / 3 * 3), one[i] = 0; /* images of three captions; one image for all */
+        pair same_g = pair_i32(groups, 1, TENSOR_SHAPE(B)), same_1 = pair_i32(one, 1, TENSOR_SHAPE(B));
+        pair logits = PAIR(B, N), w = PAIR(B, B), neg = pair_alloc(DTYPE_I32, 1, TENSOR_SHAPE(B));
+        pair_randn(&logits, 5);
+        struct {
+            const char *name;
+            const pair *same;
+            int uniform;
+        } modes[] = {{"softmax", NULL, 0}, {"same image", &same_g, 0}, {"uniform", NULL, 1},
+                     {"uniform, same image", &same_g, 1}, {"all one image", &same_1, 0}};
+        for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+            uint64_t seed = 1000 * s + m;
+            pair_poison(&w), pair_poison(&neg);
+            EACH_BACKEND op_itm_negatives(BE, ON(w), ON(neg), ON(logits), modes[m].same ? ON(*modes[m].same)
+                                                                                         : tensor_none(),
+                                          modes[m].uniform, seed);
+            char what[96];
+            snprintf(what, sizeof what, "itm_negatives weights B=%lld %s", (long long)B, modes[m].name);
+            expect_close(what, &w, 1e-6);
+            int32_t *got = (int32_t *)download(&neg), *ref = neg.cpu.data;
+            for (int64_t i = 0; i < B; i++)
+                if (got[i] != ref[i])
+                    fail_msg("itm_negatives draws B=%lld %s: row %lld drew %d on the GPU, %d on the CPU", (long long)B,
+                             modes[m].name, (long long)i, got[i], ref[i]);
+            printf("# %-44s %8lld draws identical\n", "itm_negatives draws", (long long)B);
+            free(got);
+        }
+        pair_free(&same_g), pair_free(&same_1), pair_free(&logits), pair_free(&w), pair_free(&neg);
+        free(groups), free(one);
+    }
+}
+
 static void test_reductions(void **state)
 {
     (void)state;
@@ -1063,6 +1109,7 @@ int main(void)
         cmocka_unit_test(test_copy_gather_scatter_rows),
         cmocka_unit_test(test_softmax_rows),
         cmocka_unit_test(test_softmax_xent),
+        cmocka_unit_test(test_itm_negatives),
         cmocka_unit_test(test_reductions),
         cmocka_unit_test(test_reruns_are_bitwise_equal),
         cmocka_unit_test(test_errors_are_reported),

@@ -19,7 +19,7 @@ void cuda_backend_set_bf16(backend *be, int on);
     X(embedding_forward) X(embedding_backward) X(patchify) X(vit_embed_forward) X(vit_embed_backward)               \
     X(l2norm_forward) X(l2norm_backward) X(copy_rows) X(gather_rows) X(scatter_add_rows) X(div_scalar_forward)      \
     X(div_scalar_backward) X(clamp) X(softmax_rows) X(softmax_xent) X(reduce_sum) X(reduce_sumsq) X(fill)           \
-    X(fill_normal) X(cast) X(adamw) X(ema)
+    X(itm_negatives) X(fill_normal) X(cast) X(adamw) X(ema)
 
 int backend_missing_ops(const backend *be, char *buf, size_t cap)
 {

@@ -19,9 +19,10 @@
  * DTYPE_I32. Scalars that live with the parameters (temp) are tensors of one
  * element so that they can stay in device memory.
  *
- * Randomness inside ops (dropout) is counter-based: element i of a call with
- * seed s is kept iff hash(s, i) >= p * 2^32, so every back end draws the same
- * mask and a backward pass regenerates it instead of storing it. */
+ * Randomness inside ops is counter-based: dropout keeps element i of a call
+ * with seed s iff hash(s, i) >= p * 2^32, so every back end draws the same
+ * mask and a backward pass regenerates it instead of storing it; ITM's
+ * negatives draw row i from hash(s, 2i) and hash(s, 2i + 1) the same way. */
 #ifndef ALBEF_OPS_OPS_H
 #define ALBEF_OPS_OPS_H
 
@@ -148,6 +149,17 @@ struct backend_ops {
     void (*reduce_sum)(backend *be, tensor out, tensor in, float scale);
     void (*reduce_sumsq)(backend *be, tensor out, tensor in, float scale);
 
+    /* ITM negatives, one direction, for a batch of B >= 2: the sampling
+     * weights w (B, B) are the softmax of row i of the first B columns of
+     * logits (B, N >= B), or 1 where `uniform` is set, and 0 where j is the
+     * same image as i: same[j] == same[i] with same (B) i32 (retrieval: a
+     * label per image), or j == i when same's data is NULL. Not renormalised.
+     * neg (B) i32: one column per row drawn with probability w[i][j] /
+     * sum_j w[i][j], from the uniform itm_draw_uniform(seed, i); a row whose
+     * weights are all zero (every other sample is the same image) takes one of
+     * the other B - 1 columns uniformly. See itm_draw_index for the rule. */
+    void (*itm_negatives)(backend *be, tensor w, tensor neg, tensor logits, tensor same, int uniform, uint64_t seed);
+
     void (*fill)(backend *be, tensor x, float value);
     void (*fill_normal)(backend *be, tensor x, float mean, float std, uint64_t seed);
     void (*cast)(backend *be, tensor dst, tensor src);
@@ -201,6 +213,40 @@ static inline int dropout_keep(uint64_t seed, uint64_t i, float p)
     return dropout_hash(seed, i) >= (uint32_t)((double)p * 4294967296.0);
 }
 
+/* The uniform in [0, 1) of row `row` of an itm_negatives draw: 53 bits from
+ * two dropout hashes, integer arithmetic, so every back end gets it exactly. */
+static inline double itm_draw_uniform(uint64_t seed, int64_t row)
+{
+    uint64_t bits = ((uint64_t)dropout_hash(seed, 2 * (uint64_t)row) << 32) | dropout_hash(seed, 2 * (uint64_t)row + 1);
+    return (double)(bits >> 11) / 9007199254740992.0; /* 2^53 */
+}
+
+/* The draw of itm_negatives for one row of weights w (n), given its uniform
+ * u: the first j with u * total < w[0] + ... + w[j] (sums in double, in order)
+ * and w[j] > 0; with total 0, column floor(u * (n - 1)) of the others
+ * (skipping `self`). The CUDA kernel repeats this arithmetic operation for
+ * operation. */
+static inline int32_t itm_draw_index(const float *w, int64_t n, int64_t self, double u)
+{
+    double total = 0;
+    for (int64_t j = 0; j < n; j++)
+        total += w[j];
+    if (!(total > 0)) {
+        int64_t j = (int64_t)(u * (double)(n - 1));
+        return (int32_t)(j >= self ? j + 1 : j);
+    }
+    double x = u * total, acc = 0;
+    for (int64_t j = 0; j < n; j++) {
+        acc += w[j];
+        if (x < acc && w[j] > 0)
+            return (int32_t)j;
+    }
+    for (int64_t j = n - 1; j >= 0; j--) /* rounding left x at the total */
+        if (w[j] > 0)
+            return (int32_t)j;
+    return 0;
+}
+
 /* Short names for calling through the table: op_linear_forward(be, ...). */
 #define OPS_CALL(name, be, ...) ((be)->ops->name((be), __VA_ARGS__))
 #define op_matmul(be, ...) OPS_CALL(matmul, be, __VA_ARGS__)
@@ -234,6 +280,7 @@ static inline int dropout_keep(uint64_t seed, uint64_t i, float p)
 #define op_softmax_xent(be, ...) OPS_CALL(softmax_xent, be, __VA_ARGS__)
 #define op_reduce_sum(be, ...) OPS_CALL(reduce_sum, be, __VA_ARGS__)
 #define op_reduce_sumsq(be, ...) OPS_CALL(reduce_sumsq, be, __VA_ARGS__)
+#define op_itm_negatives(be, ...) OPS_CALL(itm_negatives, be, __VA_ARGS__)
 #define op_fill(be, ...) OPS_CALL(fill, be, __VA_ARGS__)
 #define op_fill_normal(be, ...) OPS_CALL(fill_normal, be, __VA_ARGS__)
 #define op_cast(be, ...) OPS_CALL(cast, be, __VA_ARGS__)

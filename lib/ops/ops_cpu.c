@@ -788,6 +788,32 @@ static void cpu_ema(backend *be, tensor target, tensor source, float momentum)
         t[i] = t[i] * momentum + s[i] * (1.0f - momentum);
 }
 
+/* Each row on its own, in a fixed order, so the result does not depend on the
+ * thread count; the CUDA kernel repeats this arithmetic. */
+static void cpu_itm_negatives(backend *be, tensor w, tensor neg, tensor logits, tensor same, int uniform,
+                              uint64_t seed)
+{
+    (void)be;
+    int64_t B = w.shape[0], N = tensor_cols(logits);
+    const int32_t *grp = tensor_present(same) ? I32(same) : NULL;
+#pragma omp parallel for schedule(static) if (B * B > PAR_MIN)
+    for (int64_t i = 0; i < B; i++) {
+        const float *x = CF(logits) + i * N;
+        float *wi = F(w) + i * B;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < B; j++)
+            mx = x[j] > mx ? x[j] : mx;
+        double s = 0;
+        for (int64_t j = 0; j < B; j++)
+            s += exp((double)x[j] - mx);
+        for (int64_t j = 0; j < B; j++) {
+            int excluded = grp ? grp[j] == grp[i] : j == i;
+            wi[j] = excluded ? 0.0f : uniform ? 1.0f : (float)(exp((double)x[j] - mx) / s);
+        }
+        ((int32_t *)neg.data)[i] = B < 2 ? 0 : itm_draw_index(wi, B, i, itm_draw_uniform(seed, i));
+    }
+}
+
 static const struct backend_ops cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -827,6 +853,7 @@ static const struct backend_ops cpu_ops = {
     .softmax_xent = cpu_softmax_xent,
     .reduce_sum = cpu_reduce_sum,
     .reduce_sumsq = cpu_reduce_sumsq,
+    .itm_negatives = cpu_itm_negatives,
     .fill = cpu_fill,
     .fill_normal = cpu_fill_normal,
     .cast = cpu_cast,

@@ -53,6 +53,7 @@ NULL_OP(div_scalar_backward, tensor din, tensor ds, tensor dout, tensor out, ten
 NULL_OP(clamp, tensor x, float lo, float hi)
 NULL_OP(softmax_xent, const xent_params *p, tensor loss, tensor dlogits, tensor logits, tensor labels, tensor soft)
 NULL_OP(reduce, tensor out, tensor in, float scale)
+NULL_OP(itm_negatives, tensor w, tensor neg, tensor logits, tensor same, int uniform, uint64_t seed)
 NULL_OP(fill, tensor x, float value)
 NULL_OP(fill_normal, tensor x, float mean, float std, uint64_t seed)
 NULL_OP(adamw, tensor param, tensor grad, tensor m, tensor v, tensor decay, float lr, float b1, float b2, float eps,
@@ -99,6 +100,7 @@ static const struct backend_ops null_ops = {
     .softmax_xent = null_softmax_xent,
     .reduce_sum = null_reduce,
     .reduce_sumsq = null_reduce,
+    .itm_negatives = null_itm_negatives,
     .fill = null_fill,
     .fill_normal = null_fill_normal,
     .cast = null_unary,

@@ -11,9 +11,12 @@
 struct pretrain_buffers {
     /* host */
     int32_t *mlm_ids, *mlm_labels, *masked_rows, *masked_labels;
-    float *mask_add, *mask3;
+    float *mask_add;
+    /* (3B) ITM pairs: the positives and the fixed halves of the negative
+     * pairs, set once; the drawn halves are written on the device */
     int32_t *idx_text3, *idx_img3, *itm_labels, *diag;
-    float *w_i2t, *w_t2i; /* (B, B) sampling weights */
+    int32_t *same;        /* (B) retrieval: the first sample of each sample's image */
+    float *w_i2t, *w_t2i; /* (B, B) sampling weights, downloaded on demand */
     float *pos;           /* (B, B + Q) retrieval: the same-image target distribution, scaled by 1 - alpha */
     int64_t *idx;         /* (B) this step's image indices */
     int n_masked, max_masked;
@@ -22,11 +25,14 @@ struct pretrain_buffers {
     tensor v_cls, img_proj, image_feat, img_norm, t_cls, txt_proj, text_feat, txt_norm;
     tensor vm_tokens, image_feat_m, text_feat_m; /* teacher */
     tensor sim_i2t, sim_t2i, raw_i2t, raw_t2i, tgt_i2t, tgt_t2i, loss_i2t, loss_t2i, dsim_i2t, dsim_t2i;
-    tensor sim_sample;                            /* (B, B) student logits for sampling */
+    tensor t_w_i2t, t_w_t2i, t_same;              /* (B, B) x 2 sampling weights, (B) image labels */
+    int itm_weights_on_device;                    /* t_w_* hold this step's weights */
     tensor fusion_embeds, fusion_enc, m_cls, itm_logits, itm_loss, ditm;
     tensor hid_rows, soft, mlm_loss, dmlm;
     tensor losses; /* (4) */
-    tensor sumsq;  /* (1) */
+    /* (6) device memory, allocated once: the last step's losses (4) and temp,
+     * then the last update's gradient sum of squares, read in one download */
+    tensor step_stats;
     float loss_scale; /* gradient accumulation: 1 / micro-batches */
     int itc_only;     /* this step has no ITM and no MLM */
     int no_mlm;       /* this step has no MLM (retrieval) */
@@ -83,6 +89,9 @@ static void project(backend *be, arena *ar, tensor seq, const linear_params *pro
     op_l2norm_forward(be, *feat, *norms, *p);
 }
 
+/* The seed of a counter-based stream of this step: pass 0 the student's
+ * dropout, 1 the teacher's, 2 and 3 ITM's negatives (image-to-text,
+ * text-to-image). */
 static uint64_t step_seed(pretrainer *t, int pass)
 {
     uint64_t x = t->opt.seed ^ 0xa0761d6478bd642full;
@@ -130,50 +139,6 @@ static void collect_masked(pretrainer *t, int L)
     if (dropped)
         log_warn("MLM: %d masked tokens above the bound of %d left out of this step", dropped, u->max_masked);
     u->n_masked = n;
-}
-
-/* multinomial draw of one index from non-negative weights */
-static int32_t draw_index(rng_state *r, const float *w, int n, int exclude)
-{
-    double total = 0;
-    for (int j = 0; j < n; j++)
-        total += w[j];
-    if (!(total > 0)) {
-        /* every other sample is the same image (weights all zero): take any other */
-        int j = (int)rng_below(r, (uint32_t)(n - 1));
-        return (int32_t)(j >= exclude ? j + 1 : j);
-    }
-    double u = rng_uniform(r) * total, acc = 0;
-    for (int j = 0; j < n; j++) {
-        acc += w[j];
-        if (u < acc && w[j] > 0)
-            return (int32_t)j;
-    }
-    for (int j = n - 1; j >= 0; j--)
-        if (w[j] > 0)
-            return (int32_t)j;
-    return 0;
-}
-
-/* softmax over each row of the student's in-batch logits, diagonal zeroed
- * afterwards (not renormalised: multinomial does not need it); with idx
- * (retrieval), every pair of the same image is zeroed; uniform: 1 for every
- * other image instead of the softmax */
-static void sampling_weights(const float *logits, int B, const int64_t *idx, int uniform, float *w)
-{
-    for (int i = 0; i < B; i++) {
-        const float *x = logits + (size_t)i * B;
-        float mx = -INFINITY;
-        for (int j = 0; j < B; j++)
-            mx = x[j] > mx ? x[j] : mx;
-        double s = 0;
-        for (int j = 0; j < B; j++)
-            s += exp((double)x[j] - mx);
-        for (int j = 0; j < B; j++) {
-            int same = idx ? idx[i] == idx[j] : i == j;
-            w[(size_t)i * B + j] = same ? 0.0f : uniform ? 1.0f : (float)(exp((double)x[j] - mx) / s);
-        }
-    }
 }
 
 static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int sizing)
@@ -297,41 +262,37 @@ static void forward(pretrainer *t, backend *be, const pretrain_batch *b, int siz
     u->losses = arena_f32(ar, 4);
     op_reduce_sum(be, tensor_slice(u->losses, 0, 1), u->loss_i2t, 0.5f / (float)B);
     op_reduce_sum(be, tensor_slice(u->losses, 1, 1), u->loss_t2i, 0.5f / (float)B);
+    u->itm_weights_on_device = 0;
     if (itc_only) {
-        /* a contrastive warm-up step: no ITM, no MLM */
+        /* a contrastive warm-up step: no ITM, no MLM, no sampling weights */
+        memset(u->w_i2t, 0, sizeof(float) * (size_t)(B * B));
+        memset(u->w_t2i, 0, sizeof(float) * (size_t)(B * B));
         op_fill(be, tensor_slice(u->losses, 2, 2), 0.0f);
         return;
     }
 
-    /* 6. ITM: hard negatives from the student's in-batch ITC softmax */
-    u->sim_sample = arena_f32(ar, B, B);
-    op_copy_rows(be, u->sim_sample, B, u->sim_i2t, NC, B, B, 0);
-    if (!sizing) {
-        const pretrain_choices *ch = b->choices;
-        float *host = malloc(sizeof(float) * (size_t)(B * B));
-        be->ops->download(be, host, u->sim_sample.data, sizeof(float) * (size_t)(B * B));
-        sampling_weights(host, (int)B, retrieval ? u->idx : NULL, b->random_negatives, u->w_i2t);
-        op_copy_rows(be, u->sim_sample, B, u->sim_t2i, NC, B, B, 0);
-        be->ops->download(be, host, u->sim_sample.data, sizeof(float) * (size_t)(B * B));
-        sampling_weights(host, (int)B, retrieval ? u->idx : NULL, b->random_negatives, u->w_t2i);
-        free(host);
-        for (int64_t i = 0; i < B; i++) {
-            int32_t neg_img = ch && ch->neg_image_idx ? ch->neg_image_idx[i]
-                                                      : draw_index(&t->rng, u->w_t2i + i * B, (int)B, (int)i);
-            int32_t neg_txt = ch && ch->neg_text_idx ? ch->neg_text_idx[i]
-                                                     : draw_index(&t->rng, u->w_i2t + i * B, (int)B, (int)i);
-            /* rows [0, B): positives; [B, 2B): text b with image neg; [2B, 3B): text neg with image b */
-            u->idx_text3[i] = (int32_t)i, u->idx_img3[i] = (int32_t)i;
-            u->idx_text3[B + i] = (int32_t)i, u->idx_img3[B + i] = neg_img;
-            u->idx_text3[2 * B + i] = neg_txt, u->idx_img3[2 * B + i] = (int32_t)i;
-        }
-        for (int64_t r = 0; r < 3 * B; r++)
-            memcpy(u->mask3 + r * L, u->mask_add + (int64_t)u->idx_text3[r] * L, sizeof(float) * (size_t)L);
-    }
+    /* 6. ITM: hard negatives from the student's in-batch ITC softmax, drawn
+     * on the device (no synchronisation): rows [0, B) of the pairs are the
+     * positives, [B, 2B) text i with its drawn image, [2B, 3B) its drawn text
+     * with image i */
+    const pretrain_choices *ch = sizing ? NULL : b->choices;
     u->t_idx3 = upload(be, ar, DTYPE_I32, sizing ? NULL : u->idx_text3, 1, TENSOR_SHAPE(3 * B));
     u->v_idx3 = upload(be, ar, DTYPE_I32, sizing ? NULL : u->idx_img3, 1, TENSOR_SHAPE(3 * B));
     u->t_itm = upload(be, ar, DTYPE_I32, sizing ? NULL : u->itm_labels, 1, TENSOR_SHAPE(3 * B));
-    u->text_mask3 = upload(be, ar, DTYPE_F32, sizing ? NULL : u->mask3, 2, TENSOR_SHAPE(3 * B, L));
+    u->t_same = retrieval ? upload(be, ar, DTYPE_I32, sizing ? NULL : u->same, 1, TENSOR_SHAPE(B)) : tensor_none();
+    u->t_w_i2t = arena_f32(ar, B, B);
+    u->t_w_t2i = arena_f32(ar, B, B);
+    tensor neg_img = tensor_slice(u->v_idx3, B, B), neg_txt = tensor_slice(u->t_idx3, 2 * B, B);
+    op_itm_negatives(be, u->t_w_i2t, neg_txt, u->sim_i2t, u->t_same, b->random_negatives, step_seed(t, 2));
+    op_itm_negatives(be, u->t_w_t2i, neg_img, u->sim_t2i, u->t_same, b->random_negatives, step_seed(t, 3));
+    u->itm_weights_on_device = !sizing;
+    /* negatives given by the caller replace the drawn ones */
+    if (ch && ch->neg_image_idx)
+        be->ops->upload(be, neg_img.data, ch->neg_image_idx, tensor_nbytes(neg_img));
+    if (ch && ch->neg_text_idx)
+        be->ops->upload(be, neg_txt.data, ch->neg_text_idx, tensor_nbytes(neg_txt));
+    u->text_mask3 = arena_f32(ar, 3 * B, L);
+    op_gather_rows(be, u->text_mask3, u->text_mask, u->t_idx3);
     u->fusion_embeds = arena_f32(ar, 3 * B, L, H);
     u->fusion_enc = arena_f32(ar, 3 * B, T, Cv);
     op_gather_rows(be, u->fusion_embeds, t->text.out, u->t_idx3);
@@ -483,21 +444,24 @@ static int alloc_host(struct pretrain_buffers *u, int B, int L, int max_masked)
     u->masked_rows = calloc((size_t)max_masked + 1, sizeof(int32_t));
     u->masked_labels = calloc((size_t)max_masked + 1, sizeof(int32_t));
     u->mask_add = calloc(bl, sizeof(float));
-    u->mask3 = calloc(3 * bl, sizeof(float));
     u->idx_text3 = calloc(3 * (size_t)B, sizeof(int32_t));
     u->idx_img3 = calloc(3 * (size_t)B, sizeof(int32_t));
     u->itm_labels = calloc(3 * (size_t)B, sizeof(int32_t));
     u->diag = calloc((size_t)B, sizeof(int32_t));
     u->w_i2t = calloc((size_t)B * B, sizeof(float));
     u->w_t2i = calloc((size_t)B * B, sizeof(float));
+    u->same = calloc((size_t)B, sizeof(int32_t));
     u->idx = calloc((size_t)B, sizeof(int64_t));
     u->max_masked = max_masked;
-    if (!u->mlm_ids || !u->mlm_labels || !u->masked_rows || !u->masked_labels || !u->mask_add || !u->mask3 ||
-        !u->idx_text3 || !u->idx_img3 || !u->itm_labels || !u->diag || !u->w_i2t || !u->w_t2i || !u->idx)
+    if (!u->mlm_ids || !u->mlm_labels || !u->masked_rows || !u->masked_labels || !u->mask_add || !u->idx_text3 ||
+        !u->idx_img3 || !u->itm_labels || !u->diag || !u->w_i2t || !u->w_t2i || !u->same || !u->idx)
         return albef_error(ALBEF_ERR_NOMEM, "out of memory");
     for (int i = 0; i < B; i++) {
         u->diag[i] = i;
         u->itm_labels[i] = 1;
+        u->idx_text3[i] = u->idx_img3[i] = i;
+        u->idx_text3[B + i] = i, u->idx_img3[B + i] = 0;     /* image drawn on the device */
+        u->idx_text3[2 * B + i] = 0, u->idx_img3[2 * B + i] = i; /* text drawn on the device */
     }
     return ALBEF_OK;
 }
@@ -507,8 +471,8 @@ static void free_host(struct pretrain_buffers *u)
     if (!u)
         return;
     free(u->mlm_ids), free(u->mlm_labels), free(u->masked_rows), free(u->masked_labels), free(u->mask_add),
-        free(u->mask3), free(u->idx_text3), free(u->idx_img3), free(u->itm_labels), free(u->diag), free(u->w_i2t),
-        free(u->w_t2i), free(u->idx), free(u->pos);
+        free(u->idx_text3), free(u->idx_img3), free(u->itm_labels), free(u->diag), free(u->w_i2t), free(u->w_t2i),
+        free(u->same), free(u->idx), free(u->pos);
     free(u);
 }
 
@@ -636,6 +600,10 @@ int pretrainer_init(pretrainer *t, const albef_config *cfg, backend *be, const p
     rc = upload_decay_flags(t);
     if (rc)
         return rc;
+    t->buf->step_stats = tensor_f32(be->ops->alloc(be, 6 * sizeof(float)), 6);
+    if (!t->buf->step_stats.data)
+        return albef_error(ALBEF_ERR_NOMEM, "out of memory");
+    be->ops->zero(be, t->buf->step_stats.data, 6 * sizeof(float));
     init_queues(t);
 
     /* size the activation memory with a dry run at the longest text */
@@ -645,7 +613,6 @@ int pretrainer_init(pretrainer *t, const albef_config *cfg, backend *be, const p
     t->buf->loss_scale = 1.0f;
     forward(t, backend_null(), &dry, 1);
     backward(t, backend_null(), L);
-    arena_f32(&t->ar, 1); /* the gradient norm of pretrainer_update */
     t->ar_bytes = t->ar.peak;
     t->scratch_bytes = t->scratch.peak;
     rc = arena_init(&t->ar, be, t->ar_bytes);
@@ -673,6 +640,8 @@ void pretrainer_free(pretrainer *t)
             be->ops->free(be, t->txt_all.data);
         if (t->gathered.data)
             be->ops->free(be, t->gathered.data);
+        if (t->buf && t->buf->step_stats.data)
+            be->ops->free(be, t->buf->step_stats.data);
     }
     arena_free(&t->ar);
     arena_free(&t->scratch);
@@ -792,6 +761,22 @@ int pretrainer_get_queues(const pretrainer *t, float *image_queue, float *text_q
 
 /* ---- the step --------------------------------------------------------------- */
 
+static void read_step_stats(const pretrainer *t, pretrain_stats *stats, int with_grad_norm)
+{
+    const struct pretrain_buffers *u = t->buf;
+    float host[6];
+    t->be->ops->download(t->be, host, u->step_stats.data, sizeof host);
+    stats->loss_ita = host[0] + host[1];
+    stats->loss_itm = host[2];
+    stats->loss_mlm = host[3];
+    stats->temp = host[4];
+    if (with_grad_norm)
+        stats->grad_norm = sqrtf(host[5]);
+    stats->masked_tokens = u->n_masked;
+}
+
+void pretrainer_last_stats(const pretrainer *t, pretrain_stats *stats) { read_step_stats(t, stats, 1); }
+
 int pretrainer_accumulate(pretrainer *t, const pretrain_batch *b, float loss_scale, pretrain_stats *stats)
 {
     struct pretrain_buffers *u = t->buf;
@@ -819,6 +804,13 @@ int pretrainer_accumulate(pretrainer *t, const pretrain_batch *b, float loss_sca
         if (!b->idx)
             return albef_error(ALBEF_ERR_INVALID, "retrieval steps need each sample's image index");
         memcpy(u->idx, b->idx, sizeof(int64_t) * (size_t)B);
+        /* the device compares 32-bit labels: name each image by its first sample */
+        for (int i = 0; i < B; i++) {
+            int first = 0;
+            while (b->idx[first] != b->idx[i])
+                first++;
+            u->same[i] = first;
+        }
     }
     u->loss_scale = loss_scale;
     forward(t, be, b, 0);
@@ -829,15 +821,11 @@ int pretrainer_accumulate(pretrainer *t, const pretrain_batch *b, float loss_sca
     t->step_count++;
     if (t->ar.overflow || t->scratch.overflow)
         return albef_error(ALBEF_ERR_NOMEM, "internal: activation memory smaller than the step needs");
-    if (stats) {
-        float host[4];
-        be->ops->download(be, host, u->losses.data, sizeof host);
-        stats->loss_ita = host[0] + host[1];
-        stats->loss_itm = host[2];
-        stats->loss_mlm = host[3];
-        be->ops->download(be, &stats->temp, t->online.temp.data, sizeof(float));
-        stats->masked_tokens = u->n_masked;
-    }
+    /* kept on the device: the temperature changes in the update */
+    be->ops->copy(be, u->step_stats.data, u->losses.data, 4 * sizeof(float));
+    be->ops->copy(be, (float *)u->step_stats.data + 4, t->online.temp.data, sizeof(float));
+    if (stats)
+        read_step_stats(t, stats, 0);
     return ALBEF_OK;
 }
 
@@ -854,27 +842,30 @@ int pretrainer_update(pretrainer *t, float lr, float *grad_norm)
         op_scale(be, params_all_grads(ps), 1.0f / (float)c->world);
     }
     /* gradient norm (before the update), then AdamW with ALBEF's two groups */
-    tensor sumsq = t->buf->sumsq = arena_f32(&t->ar, 1);
+    tensor sumsq = tensor_slice(t->buf->step_stats, 5, 1);
     op_reduce_sumsq(be, sumsq, params_all_grads(ps), 1.0f);
     t->adam_step++;
     int64_t n = (int64_t)ps->numel;
     op_adamw(be, params_all_values(ps), params_all_grads(ps), tensor_f32(t->adam_m, n), tensor_f32(t->adam_v, n),
              tensor_make(t->adam_decay, DTYPE_U8, 1, TENSOR_SHAPE(n)), lr, t->opt.beta1, t->opt.beta2, t->opt.eps,
              t->opt.weight_decay, (int)t->adam_step);
+    params_zero_grads(ps);
     if (grad_norm) {
         float ss = 0;
-        if (sumsq.data)
-            be->ops->download(be, &ss, sumsq.data, sizeof ss);
+        be->ops->download(be, &ss, sumsq.data, sizeof ss);
         *grad_norm = sqrtf(ss);
     }
-    params_zero_grads(ps);
     return t->ar.overflow ? albef_error(ALBEF_ERR_NOMEM, "internal: activation memory exhausted") : ALBEF_OK;
 }
 
 int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_stats *stats)
 {
-    int rc = pretrainer_accumulate(t, b, 1.0f, stats);
-    return rc ? rc : pretrainer_update(t, lr, stats ? &stats->grad_norm : NULL);
+    /* one synchronisation, at the end, for all the numbers of the step */
+    int rc = pretrainer_accumulate(t, b, 1.0f, NULL);
+    rc = rc ? rc : pretrainer_update(t, lr, NULL);
+    if (!rc && stats)
+        pretrainer_last_stats(t, stats);
+    return rc;
 }
 
 tensor pretrainer_last_sim_i2t(const pretrainer *t) { return t->buf->sim_i2t; }
@@ -882,6 +873,12 @@ tensor pretrainer_last_sim_t2i(const pretrainer *t) { return t->buf->sim_t2i; }
 
 void pretrainer_last_itm_weights(const pretrainer *t, const float **w_i2t, const float **w_t2i)
 {
-    *w_i2t = t->buf->w_i2t;
-    *w_t2i = t->buf->w_t2i;
+    struct pretrain_buffers *u = t->buf;
+    if (u->itm_weights_on_device) {
+        backend *be = t->be;
+        be->ops->download(be, u->w_i2t, u->t_w_i2t.data, tensor_nbytes(u->t_w_i2t));
+        be->ops->download(be, u->w_t2i, u->t_w_t2i.data, tensor_nbytes(u->t_w_t2i));
+    }
+    *w_i2t = u->w_i2t;
+    *w_t2i = u->w_t2i;
 }

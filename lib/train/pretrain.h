@@ -44,9 +44,10 @@ typedef struct {
 
 pretrain_options pretrain_options_default(int batch);
 
-/* The random choices of a step, normally drawn by the step itself from the
- * trainer's RNG; given here, they make a step reproducible against another
- * implementation. */
+/* The random choices of a step, normally drawn by the step itself (MLM
+ * masking from the trainer's RNG on the host, ITM negatives on the device
+ * from the step's seed, op itm_negatives); given here, they make a step
+ * reproducible against another implementation. */
 typedef struct {
     const int32_t *mlm_ids;       /* (B, L) masked input ids */
     const int32_t *mlm_labels;    /* (B, L) original id at masked positions, -100 elsewhere */
@@ -133,7 +134,10 @@ tensor pretrainer_last_sim_t2i(const pretrainer *t);
 /* The ITM sampling weights of the last step, (B, B) host memory: row i of
  * w_i2t weighs the texts for image i, row i of w_t2i the images for text i;
  * softmax of the in-batch student logits, zero at the diagonal (retrieval:
- * at every pair of the same image), not renormalised. */
+ * at every pair of the same image), not renormalised; all zero after a step
+ * without ITM. They live on the device during the step: this call downloads
+ * them (a synchronisation; for tests and inspection, not every step). The
+ * pointers stay valid until the next call. */
 void pretrainer_last_itm_weights(const pretrainer *t, const float **w_i2t, const float **w_t2i);
 
 /* One step: forward, backward, AdamW at rate lr. */
@@ -145,6 +149,11 @@ int pretrainer_step(pretrainer *t, const pretrain_batch *b, float lr, pretrain_s
  * the sum and clears it. pretrainer_step = accumulate(1) + update. */
 int pretrainer_accumulate(pretrainer *t, const pretrain_batch *b, float loss_scale, pretrain_stats *stats);
 int pretrainer_update(pretrainer *t, float lr, float *grad_norm);
+/* The losses, temperature and masked-token count of the last accumulated
+ * micro-batch and the gradient norm of the last update, in one download.
+ * Passing NULL stats and grad_norm above and calling this after the update
+ * leaves one synchronisation per step, at its end. */
+void pretrainer_last_stats(const pretrainer *t, pretrain_stats *stats);
 
 /* Activation bytes per sample at this configuration and text length, from a
  * dry run, and the batch that would fit in `memory` bytes. */

@@ -143,16 +143,17 @@ int train_run(pretrainer *t, loader *ld, const train_run_options *o, train_posit
                                  .alpha = alpha, .idx = b->idx, .no_queue = pos->step < o->queue_from,
                                  .itc_only = pos->step < o->itc_only_steps,
                                  .random_negatives = pos->step < o->random_negatives_steps};
-            rc = pretrainer_accumulate(t, &pb, 1.0f / (float)o->accum, &st);
+            rc = pretrainer_accumulate(t, &pb, 1.0f / (float)o->accum, NULL);
             loader_release(ld, b);
             images += t->opt.batch;
             if (rc || (i + 1) % o->accum)
                 continue;
             int64_t it = i / o->accum; /* optimizer steps into the epoch */
             float lr = (float)lr_at(&sched, epoch, it, pos->step);
-            rc = pretrainer_update(t, lr, &st.grad_norm);
+            rc = pretrainer_update(t, lr, NULL);
             if (rc)
                 break;
+            pretrainer_last_stats(t, &st); /* the step's one synchronisation */
             pos->step++;
             pos->epoch = epoch;
             pos->batch = i + 1;
