@@ -118,15 +118,12 @@ static inline float *cuda_f32(tensor t) { return static_cast<float *>(t.data); }
 static inline const float *cuda_cf32(tensor t) { return static_cast<const float *>(t.data); }
 static inline const int32_t *cuda_ci32(tensor t) { return static_cast<const int32_t *>(t.data); }
 
-// dropout_keep() of ops.h, on the device: the same 64-bit arithmetic, so
-// both back ends draw the same mask bit for bit. The threshold is computed on
-// the host by cuda_dropout_threshold.
+// dropout_keep() of ops.h with its threshold computed once on the host
+// (cuda_dropout_threshold): the same hash, so both back ends draw the same
+// mask bit for bit.
 __device__ __forceinline__ bool cuda_dropout_keep(uint64_t seed, uint64_t i, uint32_t threshold)
 {
-    uint64_t z = seed + 0x9e3779b97f4a7c15ull * (i + 1);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return (uint32_t)((z ^ (z >> 31)) >> 32) >= threshold;
+    return dropout_hash(seed, i) >= threshold;
 }
 
 static inline uint32_t cuda_dropout_threshold(float p) { return (uint32_t)((double)p * 4294967296.0); }

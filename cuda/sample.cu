@@ -11,44 +11,6 @@
 
 namespace {
 
-// dropout_hash() of ops.h.
-__device__ __forceinline__ uint32_t hash32(uint64_t seed, uint64_t i)
-{
-    uint64_t z = seed + 0x9e3779b97f4a7c15ull * (i + 1);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return (uint32_t)((z ^ (z >> 31)) >> 32);
-}
-
-// itm_draw_uniform() of ops.h.
-__device__ __forceinline__ double draw_uniform(uint64_t seed, int64_t row)
-{
-    uint64_t bits = ((uint64_t)hash32(seed, 2 * (uint64_t)row) << 32) | hash32(seed, 2 * (uint64_t)row + 1);
-    return (double)(bits >> 11) / 9007199254740992.0;
-}
-
-// itm_draw_index() of ops.h.
-__device__ int32_t draw_index(const float *w, int64_t n, int64_t self, double u)
-{
-    double total = 0;
-    for (int64_t j = 0; j < n; j++)
-        total += w[j];
-    if (!(total > 0)) {
-        int64_t j = (int64_t)(u * (double)(n - 1));
-        return (int32_t)(j >= self ? j + 1 : j);
-    }
-    double x = u * total, acc = 0;
-    for (int64_t j = 0; j < n; j++) {
-        acc += w[j];
-        if (x < acc && w[j] > 0)
-            return (int32_t)j;
-    }
-    for (int64_t j = n - 1; j >= 0; j--)
-        if (w[j] > 0)
-            return (int32_t)j;
-    return 0;
-}
-
 __global__ void itm_negatives_kernel(float *w, int32_t *neg, const float *logits, int64_t b, int64_t n,
                                      const int32_t *same, int uniform, uint64_t seed)
 {
@@ -67,7 +29,7 @@ __global__ void itm_negatives_kernel(float *w, int32_t *neg, const float *logits
         bool excluded = same ? same[j] == same[i] : j == i;
         wi[j] = excluded ? 0.0f : uniform ? 1.0f : (float)(exp((double)x[j] - mx) / s);
     }
-    neg[i] = b < 2 ? 0 : draw_index(wi, b, i, draw_uniform(seed, i));
+    neg[i] = b < 2 ? 0 : itm_draw_index(wi, b, i, itm_draw_uniform(seed, i));
 }
 
 } // namespace

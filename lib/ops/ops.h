@@ -200,22 +200,30 @@ backend *backend_cpu(void);
 int backend_missing_ops(const backend *be, char *buf, size_t cap);
 backend *backend_null(void);
 
+/* The helpers below are compiled for the host and, in cuda/, for the
+ * device too: both back ends run the same arithmetic. */
+#ifdef __CUDACC__
+#define OPS_HOST_DEVICE __host__ __device__
+#else
+#define OPS_HOST_DEVICE
+#endif
+
 /* The dropout keep test shared by every back end. */
-static inline uint32_t dropout_hash(uint64_t seed, uint64_t i)
+OPS_HOST_DEVICE static inline uint32_t dropout_hash(uint64_t seed, uint64_t i)
 {
     uint64_t z = seed + 0x9e3779b97f4a7c15ull * (i + 1);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return (uint32_t)((z ^ (z >> 31)) >> 32);
 }
-static inline int dropout_keep(uint64_t seed, uint64_t i, float p)
+OPS_HOST_DEVICE static inline int dropout_keep(uint64_t seed, uint64_t i, float p)
 {
     return dropout_hash(seed, i) >= (uint32_t)((double)p * 4294967296.0);
 }
 
 /* The uniform in [0, 1) of row `row` of an itm_negatives draw: 53 bits from
  * two dropout hashes, integer arithmetic, so every back end gets it exactly. */
-static inline double itm_draw_uniform(uint64_t seed, int64_t row)
+OPS_HOST_DEVICE static inline double itm_draw_uniform(uint64_t seed, int64_t row)
 {
     uint64_t bits = ((uint64_t)dropout_hash(seed, 2 * (uint64_t)row) << 32) | dropout_hash(seed, 2 * (uint64_t)row + 1);
     return (double)(bits >> 11) / 9007199254740992.0; /* 2^53 */
@@ -224,9 +232,8 @@ static inline double itm_draw_uniform(uint64_t seed, int64_t row)
 /* The draw of itm_negatives for one row of weights w (n), given its uniform
  * u: the first j with u * total < w[0] + ... + w[j] (sums in double, in order)
  * and w[j] > 0; with total 0, column floor(u * (n - 1)) of the others
- * (skipping `self`). The CUDA kernel repeats this arithmetic operation for
- * operation. */
-static inline int32_t itm_draw_index(const float *w, int64_t n, int64_t self, double u)
+ * (skipping `self`). The CUDA kernel calls it too. */
+OPS_HOST_DEVICE static inline int32_t itm_draw_index(const float *w, int64_t n, int64_t self, double u)
 {
     double total = 0;
     for (int64_t j = 0; j < n; j++)
