@@ -24,6 +24,7 @@
  * read n/a. */
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/threads.h"
 #include "model/albef_model.h"
 #include "ops/arena.h"
 #include "../tests/scenario.h"
@@ -874,6 +875,7 @@ static void print_torch_profile(const bench_options *o, const torch_op_profile *
 
 int main(int argc, char **argv)
 {
+    threads_prefer_passive_wait(argv); /* as the programs do */
     bench_options o;
     int prc = parse_options(argc, argv, &o);
     if (prc)

@@ -31,6 +31,7 @@
 #include "core/file.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "core/threads.h"
 #include "data/loader.h"
 #include "data/synth.h"
 #include "io/manifest.h"
@@ -602,6 +603,7 @@ static void print_table(const bench_options *o, const results *res, const torch_
 
 int main(int argc, char **argv)
 {
+    threads_prefer_passive_wait(argv); /* as the programs do */
     bench_options o;
     int prc = parse_options(argc, argv, &o);
     if (prc)

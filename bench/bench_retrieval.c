@@ -20,6 +20,7 @@
 #include "albef.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/threads.h"
 #include "eval/retrieval.h"
 #include "model/albef_model.h"
 
@@ -224,6 +225,7 @@ fail:
 
 int main(int argc, char **argv)
 {
+    threads_prefer_passive_wait(argv); /* as the programs do */
     options o = {.trials = 3, .k = 128, .n_img = 1000};
     static const struct option longs[] = {
         {"quick", no_argument, 0, 'q'}, {"trials", required_argument, 0, 't'},

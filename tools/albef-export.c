@@ -6,6 +6,7 @@
  * See albef-export(1). */
 #include "albef.h"
 #include "core/args.h"
+#include "core/threads.h"
 #include "eval/embed.h"
 #include "io/manifest.h"
 #include "io/npy.h"
@@ -639,6 +640,7 @@ done:
 
 int main(int argc, char **argv)
 {
+    threads_prefer_passive_wait(argv);
     options o;
     int rc = parse_options(argc, argv, &o);
     if (rc)

@@ -6,6 +6,7 @@
 #include "albef.h"
 #include "albef_internal.h"
 #include "core/args.h"
+#include "core/threads.h"
 #include "core/file.h"
 #include "eval/retrieval.h"
 #include "train/cli.h"
@@ -238,6 +239,7 @@ static int final_test(run_state *rs)
 
 int main(int argc, char **argv)
 {
+    threads_prefer_passive_wait(argv);
     options o;
     int rc = parse_options(argc, argv, &o);
     if (rc)

@@ -3,6 +3,7 @@
  * See albef-pretrain(1). */
 #include "albef.h"
 #include "core/args.h"
+#include "core/threads.h"
 #include "model/convert.h"
 #include "train/cli.h"
 
@@ -101,6 +102,7 @@ static int load_pretrained_parts(pretrainer *t, const options *o)
 
 int main(int argc, char **argv)
 {
+    threads_prefer_passive_wait(argv);
     options o;
     int rc = parse_options(argc, argv, &o);
     if (rc)

@@ -5,6 +5,7 @@
  * See albef-retrieve(1). */
 #include "albef.h"
 #include "core/args.h"
+#include "core/threads.h"
 #include "eval/embed.h"
 #include "eval/retrieval.h"
 #include "core/file.h"
@@ -521,6 +522,7 @@ done:
 
 int main(int argc, char **argv)
 {
+    threads_prefer_passive_wait(argv);
     options o;
     int rc = parse_options(argc, argv, &o);
     if (rc)

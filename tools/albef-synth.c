@@ -2,6 +2,7 @@
  * ALBEF manifest) and prints a one-line JSON summary on stdout. */
 #include "albef.h"
 #include "core/args.h"
+#include "core/threads.h"
 #include "data/synth.h"
 
 #include <cjson/cJSON.h>
@@ -130,6 +131,7 @@ static int print_summary(const synth_params *p, const synth_summary *s)
 
 int main(int argc, char **argv)
 {
+    threads_prefer_passive_wait(argv);
     enum { OPT_VAL = 256, OPT_TEST, OPT_SIZE, OPT_QUALITY, OPT_CAPTIONS, OPT_QUESTIONS };
     static const struct option options[] = {
         {"out", required_argument, NULL, 'o'},      {"seed", required_argument, NULL, 's'},
