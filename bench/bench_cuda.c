@@ -34,6 +34,7 @@
 #ifdef ALBEF_HAVE_CUDA
 #include "../cuda/cuda_backend.h"
 #endif
+#include "run_times.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -44,13 +45,6 @@
 #define CLS_ID 101
 #define MASK_ID 103
 #define FIRST_WORD 1000
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static int compare_double(const void *a, const void *b)
 {

@@ -12,6 +12,7 @@
 #include "core/rng.h"
 #include "io/image.h"
 #include "vision/transform.h"
+#include "run_times.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,13 +31,6 @@ typedef struct {
 } bench_data;
 
 enum stage { DECODE = 1, TRANSFORM = 2, TEST_TRANSFORM = 4 };
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 /* Runs whole passes over the photos until `seconds` have gone; images/s. */
 static int run_trial(bench_data *d, int stages, double seconds, double *rate)

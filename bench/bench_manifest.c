@@ -11,6 +11,7 @@
 #include "core/file.h"
 #include "core/rng.h"
 #include "io/manifest.h"
+#include "run_times.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -88,13 +89,6 @@ static int write_retrieval_eval(const char *path, size_t n)
     }
     fputs("]\n", f);
     return fclose(f);
-}
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 struct result {

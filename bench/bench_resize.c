@@ -9,6 +9,7 @@
 #include "core/file.h"
 #include "io/image.h"
 #include "vision/resize.h"
+#include "run_times.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,13 +18,6 @@
 static const char *const photos[] = {"astronaut.png", "camera.png", "chelsea.png", "coffee.png",
                                      "hubble_deep_field.jpg", "retina.jpg", "rocket.jpg"};
 static const int sizes[] = {384, 256, 224};
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 int main(int argc, char **argv)
 {

@@ -23,6 +23,7 @@
 #include "core/threads.h"
 #include "eval/retrieval.h"
 #include "model/albef_model.h"
+#include "run_times.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -30,13 +31,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static void fill(float *x, size_t n, rng_state *r, float scale)
 {

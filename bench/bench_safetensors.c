@@ -8,6 +8,7 @@
  *   bench_safetensors [MB] */
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "run_times.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -17,13 +18,6 @@
 #include <unistd.h>
 
 #define DIM 768
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void die(const char *what, int rc)
 {

@@ -11,6 +11,7 @@
 #include "core/rng.h"
 #include "text/caption.h"
 #include "text/tokenizer.h"
+#include "run_times.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,13 +34,6 @@ static const char *const places[] = {"on the beach.", "in a park", "on a busy ci
 static const char *const extras[] = {" at the café in Zürich", " (photo: 東京タワー)", " 😀👍🏽",
                                      " -- \"wow!!!\"", " near São Paulo's beach", " with a piñata",
                                      " #summer #fun", " ¿qué?"};
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 #define PICK(r, a) a[rng_below(r, sizeof a / sizeof a[0])]
 
