@@ -113,20 +113,20 @@ static void caption_list(const synth_scene *s, rng_state *r, synth_claim *c)
     }
 }
 
+/* Captions describe their image the way a person would tell one picture
+ * from others: every object by colour and shape (a list), two objects and
+ * where one is from the other, or one object and where it is. Bare counts
+ * ("three shapes", "one cross") are true of a quarter of all scenes; such
+ * captions turn ITM's hard negatives (the most similar other image of a
+ * batch) into true matches labelled false, so they are left to the
+ * statements of the other tasks. */
 void synth_caption_claim(const synth_scene *s, rng_state *r, synth_claim *c)
 {
     uint32_t pick = rng_below(r, 100);
     const synth_object *o = random_object(s, r);
-    if (pick < 30 || (pick < 70 && pick >= 50 && s->n_objects < 2)) {
-        *c = claim_of_kind(SYNTH_CLAIM_EXISTS);
-        c->a = np_with_fields(o, F_COLOR | F_SHAPE | (rng_bernoulli(r, 0.5) ? F_SIZE : 0));
-        if (rng_bernoulli(r, 0.6))
-            c->a.region = region_of_cell(o->cell, r);
-    } else if (pick < 50) {
-        *c = claim_of_kind(SYNTH_CLAIM_COUNT);
-        c->a = np_with_fields(o, group_fields[rng_below(r, 4)]);
-        c->n = synth_count(s, &c->a);
-    } else if (pick < 70) {
+    if (pick < 40 || (pick < 75 && s->n_objects < 2)) {
+        caption_list(s, r, c);
+    } else if (pick < 75) {
         *c = claim_of_kind(SYNTH_CLAIM_RELATION);
         int i = (int)rng_below(r, (uint32_t)s->n_objects);
         int j = (i + 1 + (int)rng_below(r, (uint32_t)s->n_objects - 1)) % s->n_objects;
@@ -138,14 +138,12 @@ void synth_caption_claim(const synth_scene *s, rng_state *r, synth_claim *c)
         c->rel = rels[rng_below(r, (uint32_t)n)]; /* distinct cells: a row or a column differs */
         c->a = np_with_fields(a, F_COLOR | F_SHAPE | (rng_bernoulli(r, 0.5) ? F_SIZE : 0));
         c->b = np_with_fields(b, F_COLOR | F_SHAPE | (rng_bernoulli(r, 0.5) ? F_SIZE : 0));
-    } else if (pick < 90) {
-        caption_list(s, r, c);
     } else {
-        *c = claim_of_kind(SYNTH_CLAIM_COUNT);
-        c->n = s->n_objects;
+        *c = claim_of_kind(SYNTH_CLAIM_EXISTS);
+        c->a = np_with_fields(o, F_COLOR | F_SHAPE | (rng_bernoulli(r, 0.5) ? F_SIZE : 0));
+        c->a.region = region_of_cell(o->cell, r);
     }
-    if (rng_bernoulli(r, c->kind == SYNTH_CLAIM_COUNT && c->a.shape == SYNTH_ANY && c->a.color == SYNTH_ANY ? 0.7
-                                                                                                           : 0.15))
+    if (rng_bernoulli(r, 0.15))
         c->background = s->background;
 }
 
