@@ -3,12 +3,14 @@
  * update equals one process's) and every rank's momentum features go into
  * the queue in rank order (ALBEF's concat_all_gather), the pointer moving
  * by world x batch. Also the step's choice of ITM negatives: uniform over
- * the other samples on request, else the in-batch softmax. */
+ * the other samples on request, else the in-batch softmax; and the ITM
+ * head, which starts at zero and whose two rows stay opposite in training. */
 #include "albef.h"
 #include "io/safetensors.h"
 #include "testutil.h"
 #include "train/pretrain.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,12 +157,51 @@ static void test_random_negatives(void **state)
     free(g.image);
 }
 
+/* The ITM head starts at zero, and the loss moves its two rows by opposite
+ * amounts, so w0 + w1 stays at zero (to float rounding) while w1 - w0
+ * learns: the raw match logit that retrieval ranks by is then half the
+ * log-odds plus a constant. */
+static void test_itm_head_rows_stay_opposite(void **state)
+{
+    (void)state;
+    golden_batch g;
+    load_batch(&g);
+    pretrainer t;
+    pretrain_options opt = pretrain_options_default(g.B);
+    opt.max_len = g.L;
+    opt.hidden_dropout = opt.attention_dropout = 0;
+    assert_ok(pretrainer_init(&t, &g.cfg, backend_cpu(), &opt, 2, 4));
+    albef_model_init_weights(&t.online, 3);
+    pretrainer_sync_momentum(&t);
+    const param_set *ps = &t.online.params;
+    const param_info *pi = &ps->items[params_index(ps, "itm_head.weight")];
+    const float *w = ps->values + pi->offset;
+    int64_t C = pi->shape[1];
+    for (int64_t i = 0; i < 2 * C; i++)
+        assert_float_equal(w[i], 0.0f, 0);
+    pretrain_batch b = {.images = g.image, .ids = g.ids, .mask = g.mask, .len = g.L, .alpha = 0.4f};
+    pretrain_stats s;
+    for (int step = 0; step < 4; step++)
+        assert_ok(pretrainer_step(&t, &b, 1e-3f, &s));
+    double sum = 0, diff = 0;
+    for (int64_t i = 0; i < C; i++) {
+        sum += ((double)w[i] + w[C + i]) * ((double)w[i] + w[C + i]);
+        diff += ((double)w[C + i] - w[i]) * ((double)w[C + i] - w[i]);
+    }
+    print_message("itm_head after 4 steps: |w0 + w1| %.3g, |w1 - w0| %.3g\n", sqrt(sum), sqrt(diff));
+    assert_true(diff > 1e-6);
+    assert_true(sqrt(sum) <= 1e-4 * sqrt(diff));
+    pretrainer_free(&t);
+    free(g.image);
+}
+
 int main(void)
 {
     albef_log_set_level(ALBEF_LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_ranks_same_batch),
         cmocka_unit_test(test_random_negatives),
+        cmocka_unit_test(test_itm_head_rows_stay_opposite),
     };
     return cmocka_run_group_tests_name("pretrain_dist", tests, NULL, NULL);
 }

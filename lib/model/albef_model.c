@@ -105,7 +105,7 @@ void albef_model_init_weights(albef_model *m, uint64_t seed)
         int vit = !strncmp(p->name, "visual_encoder", 14);
         if (!strcmp(p->name, "temp")) {
             dst[0] = m->cfg.temp;
-        } else if (ends_with(p->name, ".bias")) {
+        } else if (ends_with(p->name, ".bias") || !strcmp(p->name, "itm_head.weight")) {
             /* zeros */
         } else if (p->ndim == 1 && ends_with(p->name, ".weight")) {
             for (size_t k = 0; k < p->numel; k++)

@@ -46,7 +46,14 @@ void albef_model_free(albef_model *m);
 
 /* Random initialisation as the official code (normal std initializer_range
  * for Linear/Embedding weights, trunc-normal 0.02 for the ViT, zero biases,
- * LayerNorm (1, 0), temp from the config), seeded. */
+ * LayerNorm (1, 0), temp from the config), seeded; except the ITM head's
+ * weight, which starts at zero. Retrieval ranks by the raw match logit
+ * w1.h + b1 (ALBEF's protocol), and the loss only ever moves w1 - w0: the
+ * two rows get opposite gradients, so w1 + w0 keeps its starting value. From
+ * a random start that sum adds a fixed random projection of the fused
+ * feature to every score (at the tiny preset as large as the learned part;
+ * re-ranking fell below ITC alone); from zero the match logit is half the
+ * learned log-odds plus a constant. */
 void albef_model_init_weights(albef_model *m, uint64_t seed);
 
 /* What loading a checkpoint found. */
