@@ -456,28 +456,34 @@ attn_args make_args(const attn_params *p)
     return a;
 }
 
-// A kernel gets more than 48 KB of dynamic shared memory only once its limit
-// is raised (head_dim 128 in the backward kernels).
-template <typename Kernel>
-int allow_smem(backend *be, Kernel kernel, size_t bytes, const char *op)
+// Launches through cudaLaunchKernelEx rather than <<< >>> so that
+// cuda/emu can run these kernels on CPU threads. A kernel gets more than
+// 48 KB of dynamic shared memory only once its limit is raised (head_dim
+// over 64 in the backward kernels).
+template <typename... Params, typename... Args>
+void launch(backend *be, const char *op, void (*kernel)(Params...), dim3 grid, size_t smem, Args... args)
 {
-    if (bytes <= 48 * 1024)
-        return 1;
-    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    cudaError_t err = cudaSuccess;
+    if (smem > 48 * 1024)
+        err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (err == cudaSuccess) {
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = grid;
+        cfg.blockDim = dim3(32, TY);
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = cuda_stream(be);
+        err = cudaLaunchKernelEx(&cfg, kernel, args...);
+    }
     cuda_record(be, err, op);
-    return err == cudaSuccess;
 }
 
 template <int MAXD>
 void launch_forward(backend *be, const attn_args &a, float *out, float *state, const float *q, const float *k,
                     const float *v, const float *mask)
 {
-    size_t smem = forward_smem_bytes(a.D);
-    if (!allow_smem(be, attention_forward_kernel<MAXD>, smem, "attention_forward"))
-        return;
-    dim3 grid((unsigned)((a.Tq + BQ - 1) / BQ), (unsigned)a.H, (unsigned)a.B), block(32, TY);
-    attention_forward_kernel<MAXD><<<grid, block, smem, cuda_stream(be)>>>(a, out, state, q, k, v, mask);
-    cuda_check_launch(be, "attention_forward");
+    dim3 grid((unsigned)((a.Tq + BQ - 1) / BQ), (unsigned)a.H, (unsigned)a.B);
+    launch(be, "attention_forward", attention_forward_kernel<MAXD>, grid, forward_smem_bytes(a.D), a, out, state, q,
+           k, v, mask);
 }
 
 template <int MAXD>
@@ -486,23 +492,14 @@ void launch_backward(backend *be, const attn_args &a, float *dq, float *dk, floa
                      const float *v, const float *mask)
 {
     const char *op = "attention_backward";
-    dim3 block(32, TY);
-    size_t smem_q = query_smem_bytes(a.D);
-    if (!allow_smem(be, attention_backward_query_kernel<MAXD>, smem_q, op))
-        return;
     dim3 grid_q((unsigned)((a.Tq + BQ - 1) / BQ), (unsigned)a.H, (unsigned)a.B);
-    attention_backward_query_kernel<MAXD>
-        <<<grid_q, block, smem_q, cuda_stream(be)>>>(a, dq, dsum, dout, out, state, q, k, v, mask);
-    cuda_check_launch(be, op);
+    launch(be, op, attention_backward_query_kernel<MAXD>, grid_q, query_smem_bytes(a.D), a, dq, dsum, dout, out,
+           state, q, k, v, mask);
     if (!dk && !dv)
         return;
-    size_t smem_k = key_smem_bytes(a.D);
-    if (!allow_smem(be, attention_backward_key_kernel<MAXD>, smem_k, op))
-        return;
     dim3 grid_k((unsigned)((a.Tk + BK - 1) / BK), (unsigned)a.H, (unsigned)a.B);
-    attention_backward_key_kernel<MAXD>
-        <<<grid_k, block, smem_k, cuda_stream(be)>>>(a, dk, dv, dsum, dout, state, q, k, v, mask);
-    cuda_check_launch(be, op);
+    launch(be, op, attention_backward_key_kernel<MAXD>, grid_k, key_smem_bytes(a.D), a, dk, dv, dsum, dout, state, q,
+           k, v, mask);
 }
 
 } // namespace
