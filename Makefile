@@ -4,6 +4,7 @@
 #   make test            install missing packages, build, run every test
 #   make demo            install missing packages, build, run the demo
 #   make cuda-check      compile and link the CUDA back end (needs nvcc, not a GPU)
+#   make cuda-emu        run the CUDA attention kernels on CPU threads against the CPU
 #   make bench           build and run the benchmarks (tables on stdout)
 #   make fuzz            build the libFuzzer targets with clang and run each one
 #   make install         programs and man pages under PREFIX (default /usr/local)
@@ -68,7 +69,7 @@ ARCHIVE_OBJ := $(LIB_OBJ) $(if $(filter 1,$(CUDA)),$(CUDA_OBJ))
 PREFIX ?= /usr/local
 FUZZ_SECONDS ?= 600
 
-.PHONY: all lib tools tests benches deps test demo cuda-check bench fuzz fuzz-build install clean
+.PHONY: all lib tools tests benches deps test demo cuda-check cuda-emu bench fuzz fuzz-build install clean
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -132,6 +133,19 @@ cuda-check:
 	@$(MAKE) --no-print-directory CUDA=1 SANITIZE= FUZZ= BUILD=build/cuda all build/cuda/tests/test_device
 	@build/cuda/tests/test_device
 	@echo "cuda-check: CUDA back end compiled and linked (cuBLAS, cuBLASLt, NCCL)"
+
+# The attention kernels (cuda/attention.cu) run on CPU threads through the
+# emulation in cuda/emu and checked against the CPU back end: no GPU, no nvcc,
+# only a C++20 compiler. Slow (minutes); EMU_ARGS=--quick skips the large shapes.
+EMU_BIN := $(BUILD)/emu/attention_emu
+cuda-emu: $(EMU_BIN)
+	$(EMU_BIN) $(EMU_ARGS)
+
+EMU_FLAGS := -std=c++20 -O2 -g -Wall -Wextra -Werror -Wno-unknown-pragmas -Wno-missing-field-initializers -pthread \
+             -fopenmp -Ilib -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+$(EMU_BIN): cuda/emu/attention_emu.cc cuda/emu/cuda_emu.cc cuda/emu/cuda_emu.h cuda/attention.cu $(LIBALBEF)
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_FLAGS) cuda/emu/attention_emu.cc cuda/emu/cuda_emu.cc $(LIBALBEF) $(LDLIBS_ALL) -o $@
 
 bench: deps
 	@$(MAKE) --no-print-directory benches

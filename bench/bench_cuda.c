@@ -90,18 +90,18 @@ static double attention_flops(const attn_params *p)
     return 4.0 * p->batch * p->heads * (double)p->q_len * p->kv_len * p->head_dim;
 }
 
-static void c_attention_forward(backend *be, const attn_params *p, tensor out, tensor probs, tensor q, tensor k,
+static void c_attention_forward(backend *be, const attn_params *p, tensor out, tensor state, tensor q, tensor k,
                                 tensor v, tensor mask)
 {
     flops += attention_flops(p);
-    real->attention_forward(be, p, out, probs, q, k, v, mask);
+    real->attention_forward(be, p, out, state, q, k, v, mask);
 }
 
 static void c_attention_backward(backend *be, const attn_params *p, tensor dq, tensor dk, tensor dv, tensor scratch,
-                                 tensor dout, tensor probs, tensor q, tensor k, tensor v)
+                                 tensor dout, tensor out, tensor state, tensor q, tensor k, tensor v, tensor mask)
 {
     flops += 2.0 * attention_flops(p);
-    real->attention_backward(be, p, dq, dk, dv, scratch, dout, probs, q, k, v);
+    real->attention_backward(be, p, dq, dk, dv, scratch, dout, out, state, q, k, v, mask);
 }
 
 /* The same device state (impl) behind a table whose products are counted. */
@@ -281,7 +281,7 @@ static int largest_batch(backend *gpu)
     if (albef_model_init(&m, &cfg, backend_null(), &mo) == ALBEF_OK)
         weights = m.params.numel * sizeof(float) * 5; /* values, grads, two moments, momentum copy */
     albef_model_free(&m);
-    size_t per = pretrainer_bytes_per_sample(&cfg, 25);
+    size_t per = pretrainer_bytes_per_sample(gpu, &cfg, 25);
     double room = 0.9 * (double)free_b - (double)weights;
     int B = 64;
     while (per && (double)per * (2 * B) <= room && cfg.queue_size % (2 * B) == 0)
@@ -324,7 +324,7 @@ static int bench_inference(backend *gpu, int itm, int B, int iters, row *r)
         fill_normal_host(host, n_in, 5);
     /* two passes over the arena: sizing on the null back end, then the real one */
     for (int sizing = 1; sizing >= 0 && !rc; sizing--) {
-        backend *be = sizing ? backend_null() : &counted;
+        backend *be = sizing ? backend_null_for(&counted) : &counted;
         if (sizing)
             arena_init_measuring(&ar);
         else if ((rc = arena_init(&ar, be, ar.peak)) != ALBEF_OK)

@@ -254,19 +254,19 @@ static double attention_flops(const attn_params *p)
     return 4.0 * p->batch * p->heads * (double)p->q_len * p->kv_len * p->head_dim;
 }
 
-static void p_attention_forward(backend *be, const attn_params *p, tensor out, tensor probs, tensor q, tensor k,
+static void p_attention_forward(backend *be, const attn_params *p, tensor out, tensor state, tensor q, tensor k,
                                 tensor v, tensor mask)
 {
     (void)be;
-    TIMED(P_ATTN_F, attention_flops(p), cpu_table()->attention_forward(backend_cpu(), p, out, probs, q, k, v, mask));
+    TIMED(P_ATTN_F, attention_flops(p), cpu_table()->attention_forward(backend_cpu(), p, out, state, q, k, v, mask));
 }
 
 static void p_attention_backward(backend *be, const attn_params *p, tensor dq, tensor dk, tensor dv, tensor scratch,
-                                 tensor dout, tensor probs, tensor q, tensor k, tensor v)
+                                 tensor dout, tensor out, tensor state, tensor q, tensor k, tensor v, tensor mask)
 {
     (void)be;
     TIMED(P_ATTN_B, 2.0 * attention_flops(p),
-          cpu_table()->attention_backward(backend_cpu(), p, dq, dk, dv, scratch, dout, probs, q, k, v));
+          cpu_table()->attention_backward(backend_cpu(), p, dq, dk, dv, scratch, dout, out, state, q, k, v, mask));
 }
 
 static void p_gelu_forward(backend *be, tensor out, tensor in)
@@ -405,7 +405,7 @@ static backend *backend_profiled(void)
     profiled_ops.scatter_add_rows = p_scatter_add_rows;
     profiled_ops.fill = p_fill;
     profiled_ops.zero = p_zero;
-    profiled_backend = (backend){&profiled_ops, BACKEND_CPU, "cpu (profiled)", NULL};
+    profiled_backend = (backend){&profiled_ops, BACKEND_CPU, "cpu (profiled)", NULL, ATTN_LAYOUT_PROBS};
     return &profiled_backend;
 }
 
@@ -561,7 +561,7 @@ static int run_pass(void *p)
 static int size_arena(row_ctx *c)
 {
     backend *real = c->be;
-    c->be = backend_null();
+    c->be = backend_null_for(real);
     arena_init_measuring(&c->ar);
     upload_inputs(c);
     c->mark = arena_mark(&c->ar);

@@ -249,10 +249,10 @@ void cuda_layernorm_backward(backend *be, tensor din, int accumulate, tensor dw,
                              tensor w, tensor mean, tensor rstd);
 
 // attention.cu
-void cuda_attention_forward(backend *be, const attn_params *p, tensor out, tensor probs, tensor q, tensor k,
-                            tensor v, tensor mask);
+void cuda_attention_forward(backend *be, const attn_params *p, tensor out, tensor state, tensor q, tensor k, tensor v,
+                            tensor mask);
 void cuda_attention_backward(backend *be, const attn_params *p, tensor dq, tensor dk, tensor dv, tensor scratch,
-                             tensor dout, tensor probs, tensor q, tensor k, tensor v);
+                             tensor dout, tensor out, tensor state, tensor q, tensor k, tensor v, tensor mask);
 
 // xent.cu
 void cuda_softmax_rows(backend *be, tensor out, tensor in);

@@ -526,6 +526,7 @@ extern "C" int cuda_backend_create(backend **out, char *msg, size_t cap)
     }
     be->ops = &cuda_ops;
     be->kind = BACKEND_CUDA;
+    be->attn_layout = ATTN_LAYOUT_LSE;
     be->name = "cuda";
     be->impl = c;
     *out = be;

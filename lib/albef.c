@@ -138,7 +138,7 @@ static size_t measure(albef_ctx *c, int batch, int images_only)
 {
     arena saved = c->ar;
     arena_init_measuring(&c->ar);
-    backend *nb = backend_null();
+    backend *nb = backend_null_for(c->be);
     size_t peak = 0;
     tensor f;
     image_pass(c, nb, NULL, batch, &f);

@@ -59,6 +59,8 @@ static void pair_free(pair *p)
 }
 
 static size_t pair_bytes(const pair *p) { return tensor_nbytes(p->cpu); }
+/* The device copy's size: the host copy's, except for attention state. */
+static size_t pair_gpu_bytes(const pair *p) { return tensor_nbytes(p->gpu); }
 
 /* The device copy := the host copy. */
 static void pair_sync(pair *p) { gpu->ops->upload(gpu, p->gpu.data, p->cpu.data, pair_bytes(p)); }
@@ -77,11 +79,11 @@ static void pair_randn(pair *p, float std)
 /* An output: NaN on the device, anything on the host (the CPU op writes it). */
 static void pair_poison(pair *p)
 {
-    size_t n = pair_bytes(p) / sizeof(float);
+    size_t n = pair_gpu_bytes(p) / sizeof(float);
     float *nan = malloc(sizeof(float) * (n ? n : 1));
     for (size_t i = 0; i < n; i++)
         nan[i] = NAN;
-    gpu->ops->upload(gpu, p->gpu.data, nan, pair_bytes(p));
+    gpu->ops->upload(gpu, p->gpu.data, nan, pair_gpu_bytes(p));
     free(nan);
     memset(p->cpu.data, 0, pair_bytes(p));
 }
@@ -120,8 +122,8 @@ static void expect_no_cuda_error(void)
 
 static float *download(const pair *p)
 {
-    float *h = malloc(pair_bytes(p) ? pair_bytes(p) : 1);
-    gpu->ops->download(gpu, h, p->gpu.data, pair_bytes(p));
+    float *h = malloc(pair_gpu_bytes(p) ? pair_gpu_bytes(p) : 1);
+    gpu->ops->download(gpu, h, p->gpu.data, pair_gpu_bytes(p));
     return h;
 }
 
@@ -169,7 +171,7 @@ static void expect_bitwise(const char *what, const pair *p, const void *ref)
 {
     expect_no_cuda_error();
     float *got = download(p);
-    size_t n = pair_bytes(p) / sizeof(float);
+    size_t n = pair_gpu_bytes(p) / sizeof(float);
     const float *r = ref;
     for (size_t i = 0; i < n; i++)
         if (memcmp(&got[i], &r[i], sizeof(float)) != 0)
@@ -621,27 +623,90 @@ static void test_layernorm(void **state)
 
 /* ---- attention ----------------------------------------------------------------- */
 
+/* What each back end keeps between the passes (ops.h, enum attn_layout), or
+ * the backward's scratch: the CPU's (B, H, Tq, Tk) on the host side, (B, H,
+ * Tq, attention_state_cols or attention_scratch_cols) on the device (CUDA:
+ * the log-sum-exp as max and log-sum, two floats per row; D, one). */
+static pair attn_state_pair(int64_t B, int64_t H, int64_t Tq, int64_t Tk, int scratch)
+{
+    pair p;
+    p.cpu = tensor_f32(NULL, B, H, Tq, Tk);
+    p.cpu.data = malloc(tensor_nbytes(p.cpu));
+    assert_non_null(p.cpu.data);
+    p.gpu = tensor_f32(NULL, B, H, Tq, scratch ? attention_scratch_cols(gpu, Tk) : attention_state_cols(gpu, Tk));
+    p.gpu.data = gpu->ops->alloc(gpu, tensor_nbytes(p.gpu));
+    assert_non_null(p.gpu.data);
+    return p;
+}
+
+enum attn_mask_kind {
+    MASK_NONE,
+    MASK_TAIL,     /* the last 2(b + 1) keys of batch row b at -10000 (padding) */
+    MASK_ALL_LAST, /* MASK_TAIL, and every key of the last batch row at -10000 */
+    MASK_TAIL_INF, /* the last 2(b + 1) keys of batch row b at -inf */
+};
+
 typedef struct {
     const char *name;
     int B, H, Tq, Tk, D;
     int fused;    /* q, k, v (and dq, dk, dv) are views into one (B, T, 3 H D) buffer */
-    int masked;   /* a (B, Tk) additive mask with some -10000 keys */
+    int masked;   /* enum attn_mask_kind: an additive (B, Tk) mask */
     int causal;
     float dropout;
     int kv_shared;
 } attn_case;
 
 static const attn_case attn_cases[] = {
-    {"self", 2, 3, 7, 7, 16, 0, 0, 0, 0, 0},
-    {"vit fused qkv", 2, 2, 37, 37, 64, 1, 0, 0, 0, 0},
-    {"cross masked", 3, 2, 5, 43, 32, 0, 1, 0, 0, 0},
-    {"causal masked", 2, 2, 9, 9, 8, 0, 1, 1, 0, 0},
-    {"cross dropout", 3, 2, 11, 70, 32, 0, 1, 0, 0.1f, 0},
-    {"self dropout fused", 2, 3, 33, 33, 24, 1, 1, 0, 0.25f, 0},
-    {"head_dim 128, 3 tiles", 1, 2, 65, 65, 128, 0, 0, 0, 0, 0},
-    {"odd head_dim", 2, 1, 13, 29, 5, 0, 1, 0, 0, 0},
-    {"kv_shared", 3, 2, 6, 41, 32, 0, 1, 0, 0, 1},
+    {"self", 2, 3, 7, 7, 16, 0, MASK_NONE, 0, 0, 0},
+    {"vit fused qkv", 2, 2, 37, 37, 64, 1, MASK_NONE, 0, 0, 0},
+    {"cross masked", 3, 2, 5, 43, 32, 0, MASK_TAIL, 0, 0, 0},
+    {"causal masked", 2, 2, 9, 9, 8, 0, MASK_TAIL, 1, 0, 0},
+    {"cross dropout", 3, 2, 11, 70, 32, 0, MASK_TAIL, 0, 0.1f, 0},
+    {"self dropout fused", 2, 3, 33, 33, 24, 1, MASK_TAIL, 0, 0.25f, 0},
+    {"head_dim 128, 3 tiles", 1, 2, 65, 65, 128, 0, MASK_NONE, 0, 0, 0},
+    {"odd head_dim", 2, 1, 13, 29, 5, 0, MASK_TAIL, 0, 0, 0},
+    {"kv_shared", 3, 2, 6, 41, 32, 0, MASK_TAIL, 0, 0, 1},
+    /* ALBEF's shapes: text (35) against 577 image tokens (384 px), ViT self-attention at 256 px */
+    {"text x image 35 x 577", 2, 2, 35, 577, 64, 0, MASK_NONE, 0, 0.1f, 0},
+    {"text x image masked 35 x 577", 2, 2, 35, 577, 64, 0, MASK_TAIL, 0, 0, 0},
+    {"vit self 257 fused dropout", 2, 2, 257, 257, 64, 1, MASK_NONE, 0, 0.1f, 0},
+    {"head_dim 40", 2, 3, 45, 45, 40, 0, MASK_TAIL, 0, 0, 0},
+    {"head_dim 72, causal", 2, 2, 40, 40, 72, 0, MASK_TAIL, 1, 0.1f, 0},
+    {"batch 4, a row all at -10000", 4, 2, 30, 50, 64, 0, MASK_ALL_LAST, 0, 0, 0},
+    {"keys at -inf", 3, 2, 20, 40, 32, 0, MASK_TAIL_INF, 0, 0.1f, 0},
 };
+
+/* The log-sum-exp of every (b, h, i) row of masked, scaled scores, in double
+ * on the host: what the CUDA forward saves. */
+static float *host_attention_lse(const attn_params *p, const float *q, const float *k, const float *mask)
+{
+    int B = p->batch, H = p->heads, Tq = p->q_len, Tk = p->kv_len, D = p->head_dim;
+    float *lse = malloc(sizeof(float) * (size_t)B * H * Tq);
+    double *s = malloc(sizeof(double) * (size_t)Tk);
+    assert_non_null(lse);
+    assert_non_null(s);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < Tq; i++) {
+                const float *qi = q + ((int64_t)b * Tq + i) * p->q_stride + h * D;
+                double mx = -INFINITY;
+                for (int j = 0; j < Tk; j++) {
+                    const float *kj = k + ((int64_t)(p->kv_shared ? 0 : b) * Tk + j) * p->k_stride + h * D;
+                    double dot = 0;
+                    for (int d = 0; d < D; d++)
+                        dot += (double)qi[d] * kj[d];
+                    s[j] = dot * p->scale + (mask ? mask[(int64_t)b * Tk + j] : 0.0) +
+                           (p->causal && j > i ? p->causal_value : 0.0);
+                    mx = s[j] > mx ? s[j] : mx;
+                }
+                double sum = 0;
+                for (int j = 0; j < Tk; j++)
+                    sum += exp(s[j] - mx);
+                lse[((int64_t)b * H + h) * Tq + i] = (float)(mx + log(sum));
+            }
+    free(s);
+    return lse;
+}
 
 static void run_attention_case(const attn_case *c)
 {
@@ -670,29 +735,48 @@ static void run_attention_case(const attn_case *c)
         q = qb, k = kb, v = vb, dq = dqb, dk = dkb, dv = dvb;
         p.q_stride = p.k_stride = p.v_stride = C;
     }
-    pair out = PAIR(B, Tq, C), probs = PAIR(B, H, Tq, Tk), scratch = PAIR(B, H, Tq, Tk), dout = PAIR(B, Tq, C);
+    pair out = PAIR(B, Tq, C), dout = PAIR(B, Tq, C);
+    pair state = attn_state_pair(B, H, Tq, Tk, 0), scratch = attn_state_pair(B, H, Tq, Tk, 1);
     pair mask = PAIR(B, Tk);
     float *mh = mask.cpu.data;
-    for (int64_t i = 0; i < B * Tk; i++)
-        mh[i] = (i % Tk) > Tk - 1 - (i / Tk + 1) * 2 ? -10000.0f : 0.0f; /* the last 2(b+1) keys of row b */
+    for (int64_t i = 0; i < B * Tk; i++) {
+        int64_t b = i / Tk, j = i % Tk;
+        int tail = j > Tk - 1 - (b + 1) * 2; /* the last 2(b+1) keys of row b */
+        mh[i] = tail ? (c->masked == MASK_TAIL_INF ? -INFINITY : -10000.0f) : 0.0f;
+        if (c->masked == MASK_ALL_LAST && b == B - 1)
+            mh[i] = -10000.0f;
+    }
     pair_sync(&mask);
+    tensor mask_cpu = c->masked ? mask.cpu : tensor_none(), mask_gpu = c->masked ? mask.gpu : tensor_none();
+#define ON_MASK (side_ ? mask_gpu : mask_cpu)
     pair_randn(&dout, 1);
-    pair_poison(&out), pair_poison(&probs);
-    EACH_BACKEND op_attention_forward(BE, &p, ON(out), ON(probs), ON(q), ON(k), ON(v),
-                                      c->masked ? ON(mask) : tensor_none());
+    pair_poison(&out), pair_poison(&state);
+    EACH_BACKEND op_attention_forward(BE, &p, ON(out), ON(state), ON(q), ON(k), ON(v), ON_MASK);
     char what[128];
     snprintf(what, sizeof what, "attention %s: out", c->name);
     expect_close(what, &out, FWD_TOL);
-    snprintf(what, sizeof what, "attention %s: probs", c->name);
-    expect_close(what, &probs, FWD_TOL);
+    if (gpu->attn_layout == ATTN_LAYOUT_LSE) {
+        /* (m, log l) per row: compare m + log l */
+        float *ref = host_attention_lse(&p, q.cpu.data, k.cpu.data, c->masked ? mh : NULL);
+        expect_no_cuda_error();
+        float *got = download(&state);
+        for (int64_t i = 0; i < B * H * Tq; i++)
+            got[i] = (float)((double)got[2 * i] + got[2 * i + 1]);
+        snprintf(what, sizeof what, "attention %s: log-sum-exp", c->name);
+        compare_values(what, got, ref, (size_t)(B * H * Tq), FWD_TOL);
+        free(ref), free(got);
+    } else {
+        snprintf(what, sizeof what, "attention %s: probs", c->name);
+        expect_close(what, &state, FWD_TOL);
+    }
     if (!c->kv_shared) {
         if (c->fused)
             pair_poison(&dqkv);
         else
             pair_poison(&dq), pair_poison(&dk), pair_poison(&dv);
         pair_poison(&scratch);
-        EACH_BACKEND op_attention_backward(BE, &p, ON(dq), ON(dk), ON(dv), ON(scratch), ON(dout), ON(probs), ON(q),
-                                           ON(k), ON(v));
+        EACH_BACKEND op_attention_backward(BE, &p, ON(dq), ON(dk), ON(dv), ON(scratch), ON(dout), ON(out),
+                                           ON(state), ON(q), ON(k), ON(v), ON_MASK);
         if (c->fused) {
             snprintf(what, sizeof what, "attention %s: dqkv", c->name);
             expect_close(what, &dqkv, BWD_TOL);
@@ -705,12 +789,13 @@ static void run_attention_case(const attn_case *c)
             expect_close(what, &dv, BWD_TOL);
         }
     }
+#undef ON_MASK
     if (c->fused) {
         pair_free(&qkv), pair_free(&dqkv);
     } else {
         pair_free(&qb), pair_free(&kb), pair_free(&vb), pair_free(&dqb), pair_free(&dkb), pair_free(&dvb);
     }
-    pair_free(&out), pair_free(&probs), pair_free(&scratch), pair_free(&dout), pair_free(&mask);
+    pair_free(&out), pair_free(&state), pair_free(&scratch), pair_free(&dout), pair_free(&mask);
 }
 
 static void test_attention(void **state)
@@ -983,11 +1068,15 @@ static void test_reruns_are_bitwise_equal(void **state)
     pair x = PAIR(M, K), w = PAIR(N, K), dy = PAIR(M, N), dx = PAIR(M, K), dw = PAIR(N, K), db = PAIR(N);
     pair lw = PAIR(K), lb = PAIR(K), mean = PAIR(M), rstd = PAIR(M), ly = PAIR(M, K), ldx = PAIR(M, K);
     pair q = PAIR(3, 30, 64), k = PAIR(3, 70, 64), v = PAIR(3, 70, 64), out = PAIR(3, 30, 64);
-    pair probs = PAIR(3, 2, 30, 70), scratch = PAIR(3, 2, 30, 70), dq = PAIR(3, 30, 64), dk = PAIR(3, 70, 64),
-         dv = PAIR(3, 70, 64);
+    pair attn_dout = PAIR(3, 30, 64), attn_mask = PAIR(3, 70);
+    pair attn_state = attn_state_pair(3, 2, 30, 70, 0), scratch = attn_state_pair(3, 2, 30, 70, 1);
+    pair dq = PAIR(3, 30, 64), dk = PAIR(3, 70, 64), dv = PAIR(3, 70, 64);
     pair logits = PAIR(R, V), loss = PAIR(R), dlogits = PAIR(R, V), sum = PAIR(1);
     pair_randn(&x, 1), pair_randn(&w, 0.1f), pair_randn(&dy, 1), pair_randn(&lw, 1), pair_randn(&lb, 1);
-    pair_randn(&q, 1), pair_randn(&k, 1), pair_randn(&v, 1), pair_randn(&out, 1), pair_randn(&logits, 2);
+    pair_randn(&q, 1), pair_randn(&k, 1), pair_randn(&v, 1), pair_randn(&attn_dout, 1), pair_randn(&logits, 2);
+    for (int i = 0; i < 3 * 70; i++)
+        ((float *)attn_mask.cpu.data)[i] = i % 70 >= 60 + i / 70 ? -10000.0f : 0.0f;
+    pair_sync(&attn_mask);
     int32_t lv[11] = {5, -100, 30521, 0, 17, 17, 4000, 9, -100, 2, 1};
     pair labels = pair_i32(lv, 1, TENSOR_SHAPE(R));
     int32_t idv[40];
@@ -998,12 +1087,12 @@ static void test_reruns_are_bitwise_equal(void **state)
     pair_randn(&emb_out, 1);
     xent_params xp = {.hard_weight = 1, .soft_weight = 0, .grad_scale = 0.1f};
 
-    pair *results[] = {&dx, &dw, &db, &ly, &mean, &rstd, &ldx, &lw, &lb, &out, &probs, &dq, &dk, &dv,
+    pair *results[] = {&dx, &dw, &db, &ly, &mean, &rstd, &ldx, &lw, &lb, &out, &attn_state, &scratch, &dq, &dk, &dv,
                        &loss, &dlogits, &sum, &dword, &dpos};
     const char *names[] = {"linear dx", "linear dw", "linear db", "layernorm out", "layernorm mean", "layernorm rstd",
-                           "layernorm dx", "layernorm dw", "layernorm db", "attention out", "attention probs",
-                           "attention dq", "attention dk", "attention dv", "xent loss", "xent dlogits", "reduce_sumsq",
-                           "embedding dword", "embedding dpos"};
+                           "layernorm dx", "layernorm dw", "layernorm db", "attention out", "attention state",
+                           "attention scratch", "attention dq", "attention dk", "attention dv", "xent loss",
+                           "xent dlogits", "reduce_sumsq", "embedding dword", "embedding dpos"};
     size_t nres = sizeof results / sizeof results[0];
     void *first[sizeof results / sizeof results[0]];
     /* the accumulating outputs start from the same values in both runs */
@@ -1022,8 +1111,9 @@ static void test_reruns_are_bitwise_equal(void **state)
         op_linear_backward(gpu, dx.gpu, 0, dw.gpu, db.gpu, dy.gpu, x.gpu, w.gpu);
         op_layernorm_forward(gpu, ly.gpu, mean.gpu, rstd.gpu, x.gpu, lw_value.gpu, lb.gpu, 1e-12f);
         op_layernorm_backward(gpu, ldx.gpu, 0, lw.gpu, lb.gpu, x.gpu, x.gpu, lw_value.gpu, mean.gpu, rstd.gpu);
-        op_attention_forward(gpu, &p, out.gpu, probs.gpu, q.gpu, k.gpu, v.gpu, tensor_none());
-        op_attention_backward(gpu, &p, dq.gpu, dk.gpu, dv.gpu, scratch.gpu, out.gpu, probs.gpu, q.gpu, k.gpu, v.gpu);
+        op_attention_forward(gpu, &p, out.gpu, attn_state.gpu, q.gpu, k.gpu, v.gpu, attn_mask.gpu);
+        op_attention_backward(gpu, &p, dq.gpu, dk.gpu, dv.gpu, scratch.gpu, attn_dout.gpu, out.gpu, attn_state.gpu,
+                              q.gpu, k.gpu, v.gpu, attn_mask.gpu);
         op_softmax_xent(gpu, &xp, loss.gpu, dlogits.gpu, logits.gpu, labels.gpu, tensor_none());
         op_reduce_sumsq(gpu, sum.gpu, dlogits.gpu, 1.0f);
         op_embedding_backward(gpu, dword.gpu, dpos.gpu, tensor_none(), emb_out.gpu, ids.gpu);
@@ -1039,9 +1129,9 @@ static void test_reruns_are_bitwise_equal(void **state)
         free(first[i]);
     for (int i = 0; i < 6; i++)
         free(acc_start[i]);
-    pair *all[] = {&x, &w, &dy, &dx, &dw, &db, &lw, &lb, &mean, &rstd, &ly, &ldx, &q, &k, &v, &out, &probs,
-                   &scratch, &dq, &dk, &dv, &logits, &loss, &dlogits, &sum, &labels, &ids, &emb_out, &dword, &dpos,
-                   &lw_value};
+    pair *all[] = {&x, &w, &dy, &dx, &dw, &db, &lw, &lb, &mean, &rstd, &ly, &ldx, &q, &k, &v, &out, &attn_dout,
+                   &attn_mask, &attn_state, &scratch, &dq, &dk, &dv, &logits, &loss, &dlogits, &sum, &labels, &ids,
+                   &emb_out, &dword, &dpos, &lw_value};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         pair_free(all[i]);
 }

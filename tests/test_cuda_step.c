@@ -114,8 +114,8 @@ static void scenario_setup(scenario_run *r, backend *be, const albef_config *cfg
     arena_init_measuring(&r->ar);
     dropout_ctx d = {.hidden = cfg->bert.hidden_dropout_prob, .attention = cfg->bert.attention_probs_dropout_prob,
                      .seed = 77};
-    scenario_forward(backend_null(), &r->m, &r->ar, in, &r->s, &d);
-    scenario_backward(backend_null(), &r->m, &r->ar, in, &r->s);
+    scenario_forward(backend_null_for(be), &r->m, &r->ar, in, &r->s, &d);
+    scenario_backward(backend_null_for(be), &r->m, &r->ar, in, &r->s);
     size_t need = r->ar.peak;
     assert_ok(arena_init(&r->ar, be, need));
 }

@@ -294,9 +294,10 @@ static void attention_case(const char *name, int fused, int causal, int masked, 
             assert_true(c.probs[(size_t)i * tk + tk - 1] < 1e-6f);
     op_attention_backward(backend_cpu(), p, tensor_f32(dq, p->batch, tq, hd), tensor_f32(dk, p->batch, tk, hd),
                           tensor_f32(dv, p->batch, tk, hd), tensor_f32(scratch, p->batch, p->heads, tq, tk),
-                          tensor_f32(c.r, p->batch, tq, hd), tensor_f32(c.probs, p->batch, p->heads, tq, tk),
-                          tensor_f32(c.q, p->batch, tq, hd), tensor_f32(c.k, p->batch, tk, hd),
-                          tensor_f32(c.v, p->batch, tk, hd));
+                          tensor_f32(c.r, p->batch, tq, hd), tensor_f32(c.out, p->batch, tq, hd),
+                          tensor_f32(c.probs, p->batch, p->heads, tq, tk), tensor_f32(c.q, p->batch, tq, hd),
+                          tensor_f32(c.k, p->batch, tk, hd), tensor_f32(c.v, p->batch, tk, hd),
+                          c.mask ? tensor_f32(c.mask, p->batch, tk) : tensor_none());
     char label[96];
     if (fused) {
         snprintf(label, sizeof label, "%s dqkv", name);

@@ -234,9 +234,9 @@ void bert_forward(backend *be, const bert_model *m, bert_acts *a, arena *ar, con
         op_linear_forward(be, la->v, x, lw->self.value.weight, lw->self.value.bias);
         la->seed_self_attn = a->p_attn > 0 ? dropout_next_seed(dropout) : 0;
         attn_params sp = bert_attn(m, (int)B, (int)L, (int)L, m->causal, a->p_attn, la->seed_self_attn);
-        la->probs = arena_f32(ar, B, cfg->num_attention_heads, L, L);
+        la->state = arena_f32(ar, B, cfg->num_attention_heads, L, attention_state_cols(be, L));
         la->ctx = arena_f32(ar, B, L, C);
-        op_attention_forward(be, &sp, la->ctx, la->probs, la->q, la->k, la->v, in->text_mask);
+        op_attention_forward(be, &sp, la->ctx, la->state, la->q, la->k, la->v, in->text_mask);
         la->h1_pre = arena_f32(ar, B, L, C);
         la->h1 = arena_f32(ar, B, L, C);
         la->h1_mean = arena_f32(ar, B * L);
@@ -261,9 +261,9 @@ void bert_forward(backend *be, const bert_model *m, bert_acts *a, arena *ar, con
             la->seed_cross_attn = a->p_attn > 0 ? dropout_next_seed(dropout) : 0;
             attn_params cp = bert_attn(m, (int)B, (int)L, (int)S, 0, a->p_attn, la->seed_cross_attn);
             cp.kv_shared = in->enc_shared;
-            la->cprobs = arena_f32(ar, B, cfg->num_attention_heads, L, S);
+            la->cstate = arena_f32(ar, B, cfg->num_attention_heads, L, attention_state_cols(be, S));
             la->cctx = arena_f32(ar, B, L, C);
-            op_attention_forward(be, &cp, la->cctx, la->cprobs, la->cq, la->ck, la->cv, in->enc_mask[e]);
+            op_attention_forward(be, &cp, la->cctx, la->cstate, la->cq, la->ck, la->cv, in->enc_mask[e]);
             la->h2_pre = arena_f32(ar, B, L, C);
             la->h2 = arena_f32(ar, B, L, C);
             la->h2_mean = arena_f32(ar, B * L);
@@ -327,12 +327,12 @@ void bert_backward(backend *be, const bert_model *m, bert_acts *a, arena *ar, te
     tensor dpre = arena_f32(ar, B, L, C), dctx = arena_f32(ar, B, L, C);
     tensor dq = arena_f32(ar, B, L, C), dk = arena_f32(ar, B, L, C), dv = arena_f32(ar, B, L, C);
     tensor dact = arena_f32(ar, B, L, I);
-    tensor scratch = arena_f32(ar, B, H, L, L);
+    tensor scratch = arena_f32(ar, B, H, L, attention_scratch_cols(be, L));
     tensor dck = tensor_none(), dcv = tensor_none(), cscratch = tensor_none();
     if (S_max > 0) {
         dck = arena_f32(ar, B, S_max, C);
         dcv = arena_f32(ar, B, S_max, C);
-        cscratch = arena_f32(ar, B, H, L, S_max);
+        cscratch = arena_f32(ar, B, H, L, attention_scratch_cols(be, S_max));
     }
     be->ops->copy(be, dy.data, dout.data, tensor_nbytes(dy));
 
@@ -355,14 +355,16 @@ void bert_backward(backend *be, const bert_model *m, bert_acts *a, arena *ar, te
                                        TENSOR_SHAPE(B, S, C));
             tensor cv = tensor_reshape(tensor_slice(tensor_reshape(dcv, 1, TENSOR_SHAPE(B * S_max * C)), 0, B * S * C), 3,
                                        TENSOR_SHAPE(B, S, C));
+            int64_t SC = attention_scratch_cols(be, S), SC_max = attention_scratch_cols(be, S_max);
             tensor cs = tensor_reshape(
-                tensor_slice(tensor_reshape(cscratch, 1, TENSOR_SHAPE(B * H * L * S_max)), 0, B * H * L * S), 4,
-                TENSOR_SHAPE(B, H, L, S));
+                tensor_slice(tensor_reshape(cscratch, 1, TENSOR_SHAPE(B * H * L * SC_max)), 0, B * H * L * SC), 4,
+                TENSOR_SHAPE(B, H, L, SC));
             dense_dropout_residual_norm_backward(be, &lg->cross.dense, &lg->cross.norm, &lw->cross.dense,
                                                  &lw->cross.norm, dh, dy, dctx, dpre, la->cctx, la->h2_pre, la->h2_mean,
                                                  la->h2_rstd, a->p_hidden, la->seed_cross_out);
             attn_params cp = bert_attn(m, (int)B, (int)L, (int)S, 0, a->p_attn, la->seed_cross_attn);
-            op_attention_backward(be, &cp, dq, ck, cv, cs, dctx, la->cprobs, la->cq, la->ck, la->cv);
+            op_attention_backward(be, &cp, dq, ck, cv, cs, dctx, la->cctx, la->cstate, la->cq, la->ck, la->cv,
+                                  a->enc_mask[e]);
             op_linear_backward(be, dy, 1, lg->cross.query.weight, lg->cross.query.bias, dq, la->h1,
                                lw->cross.query.weight);
             tensor denc = d_enc ? d_enc[e] : tensor_none();
@@ -377,7 +379,8 @@ void bert_backward(backend *be, const bert_model *m, bert_acts *a, arena *ar, te
                                              dx, dctx, dpre, la->ctx, la->h1_pre, la->h1_mean, la->h1_rstd, a->p_hidden,
                                              la->seed_self_out);
         attn_params sp = bert_attn(m, (int)B, (int)L, (int)L, m->causal, a->p_attn, la->seed_self_attn);
-        op_attention_backward(be, &sp, dq, dk, dv, scratch, dctx, la->probs, la->q, la->k, la->v);
+        op_attention_backward(be, &sp, dq, dk, dv, scratch, dctx, la->ctx, la->state, la->q, la->k, la->v,
+                              a->text_mask);
         op_linear_backward(be, dx, 1, lg->self.query.weight, lg->self.query.bias, dq, la->x_in, lw->self.query.weight);
         op_linear_backward(be, dx, 1, lg->self.key.weight, lg->self.key.bias, dk, la->x_in, lw->self.key.weight);
         op_linear_backward(be, dx, 1, lg->self.value.weight, lg->self.value.bias, dv, la->x_in, lw->self.value.weight);

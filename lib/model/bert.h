@@ -55,12 +55,12 @@ typedef struct {
 /* Per-layer activations kept for the backward pass. */
 typedef struct {
     tensor x_in;                          /* (B, L, C) */
-    tensor q, k, v, probs, ctx;           /* self-attention */
+    tensor q, k, v, state, ctx;           /* self-attention; state: see attention_forward */
     tensor h1_pre, h1, h1_mean, h1_rstd;  /* after self-attention residual + LN */
     uint64_t seed_self_attn, seed_self_out;
     tensor enc;                           /* (B, S, E) the encoder states this layer read */
     int enc_index;                        /* which of the inputs' encoder states (NLVR2: 0 or 1) */
-    tensor cq, ck, cv, cprobs, cctx;      /* cross-attention */
+    tensor cq, ck, cv, cstate, cctx;      /* cross-attention */
     tensor h2_pre, h2, h2_mean, h2_rstd;
     uint64_t seed_cross_attn, seed_cross_out;
     tensor inter, act;                    /* (B, L, I) before and after GELU */

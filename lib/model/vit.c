@@ -127,12 +127,12 @@ void vit_forward(backend *be, const vit_model *m, vit_acts *a, arena *ar, tensor
         op_layernorm_forward(be, ba->ln1, ba->ln1_mean, ba->ln1_rstd, x, bw->norm1.weight, bw->norm1.bias, m->eps);
         ba->qkv = arena_f32(ar, B, T, 3 * C);
         op_linear_forward(be, ba->qkv, ba->ln1, bw->qkv.weight, bw->qkv.bias);
-        ba->probs = arena_f32(ar, B, m->heads, T, T);
+        ba->state = arena_f32(ar, B, m->heads, T, attention_state_cols(be, T));
         ba->attn = arena_f32(ar, B, T, C);
         tensor q = ba->qkv, k = ba->qkv, v = ba->qkv;
         k.data = ba->qkv.data ? (float *)ba->qkv.data + C : NULL;
         v.data = ba->qkv.data ? (float *)ba->qkv.data + 2 * C : NULL;
-        op_attention_forward(be, &ap, ba->attn, ba->probs, q, k, v, tensor_none());
+        op_attention_forward(be, &ap, ba->attn, ba->state, q, k, v, tensor_none());
         ba->x_mid = arena_f32(ar, B, T, C);
         op_linear_forward(be, ba->x_mid, ba->attn, bw->proj.weight, bw->proj.bias);
         op_accumulate(be, ba->x_mid, x);
@@ -177,7 +177,7 @@ void vit_backward(backend *be, const vit_model *m, vit_acts *a, arena *ar, tenso
     tensor dln = arena_f32(ar, B, T, C);
     tensor dattn = arena_f32(ar, B, T, C);
     tensor dqkv = arena_f32(ar, B, T, 3 * C);
-    tensor scratch = arena_f32(ar, B, m->heads, T, T);
+    tensor scratch = arena_f32(ar, B, m->heads, T, attention_scratch_cols(be, T));
     attn_params ap = vit_attn(m, (int)B, (int)T);
     for (int i = m->depth - 1; i >= 0; i--) {
         const vit_block_params *bw = &w->blocks[i], *bg = &g->blocks[i];
@@ -197,7 +197,7 @@ void vit_backward(backend *be, const vit_model *m, vit_acts *a, arena *ar, tenso
             dk.data = (float *)dqkv.data + C;
             dv.data = (float *)dqkv.data + 2 * C;
         }
-        op_attention_backward(be, &ap, dq, dk, dv, scratch, dattn, ba->probs, q, k, v);
+        op_attention_backward(be, &ap, dq, dk, dv, scratch, dattn, ba->attn, ba->state, q, k, v, tensor_none());
         op_linear_backward(be, dln, 0, bg->qkv.weight, bg->qkv.bias, dqkv, ba->ln1, bw->qkv.weight);
         op_layernorm_backward(be, dres, 1, bg->norm1.weight, bg->norm1.bias, dln, ba->x_in, bw->norm1.weight,
                               ba->ln1_mean, ba->ln1_rstd);

@@ -35,7 +35,7 @@ typedef struct {
     tensor x_in;                  /* (B, T, C) block input, the residual stream */
     tensor ln1, ln1_mean, ln1_rstd;
     tensor qkv;                   /* (B, T, 3C) */
-    tensor probs;                 /* (B, H, T, T) */
+    tensor state;                 /* (B, H, T, attention_state_cols(be, T)) */
     tensor attn;                  /* (B, T, C) heads merged, before proj */
     tensor x_mid;                 /* (B, T, C) after the attention residual */
     tensor ln2, ln2_mean, ln2_rstd;

@@ -95,14 +95,16 @@ struct backend_ops {
     void (*scale)(backend *be, tensor x, float s);
 
     /* out (B, Tq, H*D) = softmax(q k^T * scale + mask + causal) v, with dropout
-     * on the probabilities; probs (B, H, Tq, Tk) keeps the softmax output
-     * (before dropout) for the backward pass. mask (B, Tk) is additive, one
-     * value per key, or data NULL for none. */
-    void (*attention_forward)(backend *be, const attn_params *p, tensor out, tensor probs, tensor q, tensor k,
+     * on the probabilities. mask (B, Tk) is additive, one value per key, or
+     * data NULL for none. state (B, H, Tq, attention_state_cols(be, Tk)) keeps
+     * what the backward pass needs (see enum attn_layout). */
+    void (*attention_forward)(backend *be, const attn_params *p, tensor out, tensor state, tensor q, tensor k,
                               tensor v, tensor mask);
-    /* dq, dk, dv written (same strides as q, k, v); scratch (B, H, Tq, Tk). */
+    /* dq, dk, dv written (same strides as q, k, v); out, state and mask are
+     * the forward pass's (out (B, Tq, H*D), its result); scratch (B, H, Tq,
+     * attention_scratch_cols(be, Tk)). */
     void (*attention_backward)(backend *be, const attn_params *p, tensor dq, tensor dk, tensor dv, tensor scratch,
-                               tensor dout, tensor probs, tensor q, tensor k, tensor v);
+                               tensor dout, tensor out, tensor state, tensor q, tensor k, tensor v, tensor mask);
 
     /* out = in * keep / (1 - p), keep drawn from (seed, element index). */
     void (*dropout_forward)(backend *be, tensor out, tensor in, float p, uint64_t seed);
@@ -177,12 +179,41 @@ struct backend_ops {
 
 enum backend_kind { BACKEND_CPU, BACKEND_CUDA, BACKEND_NULL };
 
+/* What attention keeps between its forward and backward passes, per query
+ * row; the model allocates it by attention_state_cols and the backward's
+ * scratch by attention_scratch_cols, so arenas follow the back end they run
+ * on.
+ *   ATTN_LAYOUT_PROBS: the softmax probabilities (before dropout), Tk floats
+ *     per row; the backward's scratch holds dS, Tk floats per row (the CPU,
+ *     the reference).
+ *   ATTN_LAYOUT_LSE: the row's log-sum-exp over its masked, scaled scores s,
+ *     as two floats: m = max s and log(sum exp(s - m)). They stay apart
+ *     because s - m is exact where s and m are large and close (a row whose
+ *     keys all carry a -10000 mask), which m + log(...) rounded to one float
+ *     would not be. The backward recomputes the probabilities tile by tile
+ *     from q, k, the mask and them; its scratch holds D = rowsum(dout * out),
+ *     one float per row (CUDA: "flash" attention, no (Tq, Tk) matrix ever
+ *     stored). */
+enum attn_layout { ATTN_LAYOUT_PROBS, ATTN_LAYOUT_LSE };
+
 struct backend {
     const struct backend_ops *ops;
     enum backend_kind kind;
     const char *name;
     void *impl;
+    enum attn_layout attn_layout;
 };
+
+/* Floats per query row of attention state and of the backward's scratch
+ * (see enum attn_layout): kv_len, or 2 and 1. */
+static inline int64_t attention_state_cols(const backend *be, int64_t kv_len)
+{
+    return be->attn_layout == ATTN_LAYOUT_LSE ? 2 : kv_len;
+}
+static inline int64_t attention_scratch_cols(const backend *be, int64_t kv_len)
+{
+    return be->attn_layout == ATTN_LAYOUT_LSE ? 1 : kv_len;
+}
 
 /* Back ends. backend_create("cpu" | "cuda", ...) fails with a clear message
  * (ALBEF_ERR_NODEV) when CUDA is not built in or no device is present. */
@@ -198,7 +229,11 @@ backend *backend_cpu(void);
 /* Lists (comma-separated) the entries of a back end's table that are NULL;
  * returns how many. */
 int backend_missing_ops(const backend *be, char *buf, size_t cap);
+/* The null back end, which sizes arenas by running the model: backend_null()
+ * lays attention state out as the CPU does, backend_null_for(be) as `be`
+ * does (size with it whatever will run on `be`). */
 backend *backend_null(void);
+backend *backend_null_for(const backend *be);
 
 /* The helpers below are compiled for the host and, in cuda/, for the
  * device too: both back ends run the same arithmetic. */

@@ -371,9 +371,10 @@ static void cpu_attention_forward(backend *be, const attn_params *p, tensor out,
 }
 
 static void cpu_attention_backward(backend *be, const attn_params *p, tensor dq, tensor dk, tensor dv,
-                                   tensor scratch, tensor dout, tensor probs, tensor q, tensor k, tensor v)
+                                   tensor scratch, tensor dout, tensor out, tensor probs, tensor q, tensor k, tensor v,
+                                   tensor mask)
 {
-    (void)be;
+    (void)be, (void)out, (void)mask; /* probs holds what they would give */
     assert(!p->kv_shared);
     int B = p->batch, H = p->heads, tq = p->q_len, tk = p->kv_len, d = p->head_dim;
     int64_t out_stride = (int64_t)H * d;
@@ -861,6 +862,6 @@ static const struct backend_ops cpu_ops = {
     .ema = cpu_ema,
 };
 
-static backend cpu_backend = {&cpu_ops, BACKEND_CPU, "cpu", NULL};
+static backend cpu_backend = {&cpu_ops, BACKEND_CPU, "cpu", NULL, ATTN_LAYOUT_PROBS};
 
 backend *backend_cpu(void) { return &cpu_backend; }

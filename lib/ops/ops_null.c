@@ -35,9 +35,9 @@ NULL_OP(layernorm_backward, tensor din, int acc, tensor dw, tensor db, tensor do
         tensor rstd)
 NULL_OP(add, tensor out, tensor a, tensor b)
 NULL_OP(scale, tensor x, float s)
-NULL_OP(attention_forward, const attn_params *p, tensor out, tensor probs, tensor q, tensor k, tensor v, tensor mask)
+NULL_OP(attention_forward, const attn_params *p, tensor out, tensor state, tensor q, tensor k, tensor v, tensor mask)
 NULL_OP(attention_backward, const attn_params *p, tensor dq, tensor dk, tensor dv, tensor scratch, tensor dout,
-        tensor probs, tensor q, tensor k, tensor v)
+        tensor out, tensor state, tensor q, tensor k, tensor v, tensor mask)
 NULL_OP(dropout, tensor out, tensor in, float p, uint64_t seed)
 NULL_OP(embedding_forward, tensor out, tensor ids, tensor word, tensor pos, tensor type_row)
 NULL_OP(embedding_backward, tensor dword, tensor dpos, tensor dtype_row, tensor dout, tensor ids)
@@ -108,6 +108,13 @@ static const struct backend_ops null_ops = {
     .ema = null_ema,
 };
 
-static backend null_backend = {&null_ops, BACKEND_NULL, "null", NULL};
+/* One per attention layout, so that a sizing run allocates what the back
+ * end it sizes for will. */
+static backend null_backends[] = {
+    [ATTN_LAYOUT_PROBS] = {&null_ops, BACKEND_NULL, "null", NULL, ATTN_LAYOUT_PROBS},
+    [ATTN_LAYOUT_LSE] = {&null_ops, BACKEND_NULL, "null", NULL, ATTN_LAYOUT_LSE},
+};
 
-backend *backend_null(void) { return &null_backend; }
+backend *backend_null(void) { return &null_backends[ATTN_LAYOUT_PROBS]; }
+
+backend *backend_null_for(const backend *be) { return &null_backends[be->attn_layout]; }

@@ -348,7 +348,7 @@ int train_session_open(train_session *s, const train_cli *o, enum albef_task tas
         return rc;
     albef_log(ALBEF_LOG_INFO, "model: %zu parameters (+ momentum copy), %d px; activations %.1f MiB per sample",
               s->t.online.params.numel, s->cfg.image_res,
-              pretrainer_bytes_per_sample(&s->cfg, o->max_tokens) / 1048576.0);
+              pretrainer_bytes_per_sample(s->t.be, &s->cfg, o->max_tokens) / 1048576.0);
 
     loader_config lc = {
         .manifest = s->m, .image_root = o->image_root, .tokenizer = s->tok, .transform = tp, .batch = o->batch,

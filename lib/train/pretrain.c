@@ -611,8 +611,8 @@ int pretrainer_init(pretrainer *t, const albef_config *cfg, backend *be, const p
     arena_init_measuring(&t->ar);
     arena_init_measuring(&t->scratch);
     t->buf->loss_scale = 1.0f;
-    forward(t, backend_null(), &dry, 1);
-    backward(t, backend_null(), L);
+    forward(t, backend_null_for(be), &dry, 1);
+    backward(t, backend_null_for(be), L);
     t->ar_bytes = t->ar.peak;
     t->scratch_bytes = t->scratch.peak;
     rc = arena_init(&t->ar, be, t->ar_bytes);
@@ -669,7 +669,7 @@ void pretrainer_sync_momentum(pretrainer *t)
                      t->momentum.params.numel * sizeof(float));
 }
 
-size_t pretrainer_bytes_per_sample(const albef_config *cfg, int max_len)
+size_t pretrainer_bytes_per_sample(const backend *be, const albef_config *cfg, int max_len)
 {
     size_t per[2];
     for (int k = 0; k < 2; k++) {
@@ -678,7 +678,7 @@ size_t pretrainer_bytes_per_sample(const albef_config *cfg, int max_len)
         t.cfg = *cfg;
         t.opt = pretrain_options_default(2 + 2 * k);
         t.opt.max_len = max_len;
-        t.be = backend_null();
+        t.be = backend_null_for(be);
         albef_model_options on = {.layout = LAYOUT_PRETRAIN, .with_grads = 1};
         albef_model_options mo = {.layout = LAYOUT_PRETRAIN, .momentum_copy = 1};
         if (albef_model_init(&t.online, cfg, t.be, &on) || albef_model_init(&t.momentum, cfg, t.be, &mo))

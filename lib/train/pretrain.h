@@ -155,8 +155,8 @@ int pretrainer_update(pretrainer *t, float lr, float *grad_norm);
  * leaves one synchronisation per step, at its end. */
 void pretrainer_last_stats(const pretrainer *t, pretrain_stats *stats);
 
-/* Activation bytes per sample at this configuration and text length, from a
- * dry run, and the batch that would fit in `memory` bytes. */
-size_t pretrainer_bytes_per_sample(const albef_config *cfg, int max_len);
+/* Activation bytes per sample at this configuration and text length on back
+ * end `be` (its attention layout), from a dry run. */
+size_t pretrainer_bytes_per_sample(const backend *be, const albef_config *cfg, int max_len);
 
 #endif
