@@ -340,7 +340,8 @@ void cu_linear_forward(backend *be, tensor out, tensor in, tensor w, tensor bias
     }
     float beta = 0.0f;
     if (tensor_present(bias)) {
-        // the bias rows first, then the product added onto them: the CPU's order
+        // the bias rows first, then the finished product added onto them (the
+        // epilogue's alpha * AB + beta * C): the CPU's order, product then bias
         fill_rows_kernel<<<cuda_grid(be, m * n), 256, 0, cuda_stream(be)>>>(cuda_f32(out), cuda_cf32(bias), m, n);
         cuda_check_launch(be, "linear_forward");
         beta = 1.0f;
@@ -407,6 +408,10 @@ backend_ops make_ops()
     o.gelu_backward = cuda_gelu_backward;
     o.layernorm_forward = cuda_layernorm_forward;
     o.layernorm_backward = cuda_layernorm_backward;
+    o.bias_gelu_forward = cuda_bias_gelu_forward;
+    o.bias_gelu_backward = cuda_bias_gelu_backward;
+    o.residual_layernorm_forward = cuda_residual_layernorm_forward;
+    o.residual_layernorm_backward = cuda_residual_layernorm_backward;
     o.add = cuda_add;
     o.accumulate = cuda_accumulate;
     o.scale = cuda_scale;
