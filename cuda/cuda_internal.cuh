@@ -204,6 +204,8 @@ __device__ __forceinline__ double cuda_block_sum_f64(double v, double *shared)
 // matmul_lt.cu: column-major d (m, n) = op(a) (m, k) op(b) (k, n) + beta d
 // (+ bias (m) broadcast over the columns when bias is set). a and b are
 // fp32, or bf16 in bf16 mode (ab_type says which); d and bias are fp32.
+// bias_grad (n), when set instead, receives the sums of op(b) over k (the
+// BGRADB epilogue), written, not added.
 struct cuda_lt_gemm {
     int trans_a, trans_b;
     int64_t m, n, k;
@@ -216,12 +218,13 @@ struct cuda_lt_gemm {
     float beta;
     const float *bias;
     cudaDataType_t ab_type;
+    float *bias_grad;
 };
 int cuda_lt_cache_create(cuda_impl *c);
 void cuda_lt_cache_destroy(cuda_impl *c);
 // 0 when the product was issued (or its failure recorded); nonzero when
 // cuBLASLt cannot do it (no algorithm, misaligned bias, full plan cache):
-// the caller then uses cuBLAS.
+// the caller then uses cuBLAS, or, for a bias gradient, asks again without.
 int cuda_lt_matmul(backend *be, const cuda_lt_gemm *g);
 
 // elementwise.cu

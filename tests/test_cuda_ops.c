@@ -178,6 +178,20 @@ static void expect_bitwise(const char *what, const pair *p, const void *ref)
     free(got);
 }
 
+/* p := q on both sides (host and device copies). */
+static void pair_assign(pair *p, const pair *q)
+{
+    memcpy(p->cpu.data, q->cpu.data, pair_bytes(q));
+    pair_sync(p);
+}
+
+/* The device copy of p, for a rerun's bitwise comparison. */
+static float *snapshot(const pair *p)
+{
+    expect_no_cuda_error();
+    return download(p);
+}
+
 /* ---- the device ------------------------------------------------------------ */
 
 static void test_no_cuda_device(void **state)
@@ -330,9 +344,43 @@ static void test_linear(void **state)
     run_linear_cases("", FWD_TOL, BWD_TOL);
 }
 
-/* The cuBLASLt path (bias in the epilogue, a plan per shape), run twice so
- * that the second pass uses the cached plans; then TF32 on both paths,
- * against the fp32 CPU within TF32's rounding (10-bit mantissas). */
+#ifdef ALBEF_HAVE_CUDA
+/* linear_backward on the device twice from the same accumulators: dx, dw
+ * and dbias bitwise equal (on cuBLASLt, dbias comes from the BGRADB
+ * epilogue). */
+static void expect_linear_backward_rerun(const char *tag)
+{
+    int64_t M = 300, K = 768, N = 97;
+    pair x = PAIR(M, K), w = PAIR(N, K), dy = PAIR(M, N), dx = PAIR(M, K), dw = PAIR(N, K), db = PAIR(N);
+    pair dw0 = PAIR(N, K), db0 = PAIR(N);
+    pair_randn(&x, 1), pair_randn(&w, 0.1f), pair_randn(&dy, 1), pair_randn(&dw0, 1), pair_randn(&db0, 1);
+    float *first[3] = {NULL, NULL, NULL};
+    char what[96];
+    for (int run = 0; run < 2; run++) {
+        pair_assign(&dw, &dw0), pair_assign(&db, &db0);
+        op_linear_backward(gpu, dx.gpu, 0, dw.gpu, db.gpu, dy.gpu, x.gpu, w.gpu);
+        pair *res[3] = {&dx, &dw, &db};
+        const char *names[3] = {"dx", "dw", "dbias"};
+        for (int i = 0; i < 3; i++) {
+            if (run == 0) {
+                first[i] = snapshot(res[i]);
+            } else {
+                snprintf(what, sizeof what, "linear_backward%s rerun %s", tag, names[i]);
+                expect_bitwise(what, res[i], first[i]);
+                free(first[i]);
+            }
+        }
+    }
+    pair *all[] = {&x, &w, &dy, &dx, &dw, &db, &dw0, &db0};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        pair_free(all[i]);
+}
+#endif
+
+/* The cuBLASLt path (bias in the epilogue, the bias gradient in the weight
+ * gradient's, a plan per shape), run twice so that the second pass uses the
+ * cached plans, and rerun bitwise; then TF32 on both paths, against the fp32
+ * CPU within TF32's rounding (10-bit mantissas). */
 static void test_linear_cublaslt_and_tf32(void **state)
 {
     (void)state;
@@ -340,6 +388,7 @@ static void test_linear_cublaslt_and_tf32(void **state)
     cuda_backend_set_lt(gpu, 1);
     run_linear_cases(" lt", FWD_TOL, BWD_TOL);
     run_linear_cases(" lt cached", FWD_TOL, BWD_TOL);
+    expect_linear_backward_rerun(" lt");
     assert_int_equal(cuda_backend_set_tf32(gpu, 1), 0);
     run_linear_cases(" lt tf32", 3e-3, 3e-3);
     cuda_backend_set_lt(gpu, 0);
@@ -620,20 +669,6 @@ static void test_layernorm(void **state)
 }
 
 /* ---- fused sublayer ends ------------------------------------------------------ */
-
-/* p := q on both sides (host and device copies). */
-static void pair_assign(pair *p, const pair *q)
-{
-    memcpy(p->cpu.data, q->cpu.data, pair_bytes(q));
-    pair_sync(p);
-}
-
-/* The device copy of p, for a rerun's bitwise comparison. */
-static float *snapshot(const pair *p)
-{
-    expect_no_cuda_error();
-    return download(p);
-}
 
 /* Shapes of the fused ops: the model's widths (768, 3072) and odd ones, at
  * one row, a few and more than a block's. */
