@@ -38,9 +38,14 @@ __global__ void layernorm_forward_kernel(float *y, float *mean, float *rstd, con
 
 // sum = residual + dropout(x + bias), then layernorm_forward_kernel's
 // arithmetic on it. The sum is rounded step by step as the CPU rounds it
-// (no multiply-add contracting the dropout scale into the add). Each lane
-// reads an element of x and residual before writing that element of sum and
-// later reads back only what it wrote, so sum may alias x or residual.
+// (no multiply-add contracting the dropout scale into the add). Rows of up
+// to 32 * VPL elements stay in registers (VPL values per lane, indices known
+// at compile time), so x, bias and residual are read once and sum and out
+// written once; wider rows (VPL = 0) read their sum back. Either way each
+// lane reads an element of x and residual before writing that element of
+// sum and reads back only what it wrote, so sum may alias x or residual.
+// The sums run in the same order in both forms.
+template <int VPL>
 __global__ void residual_layernorm_forward_kernel(float *y, float *mean, float *rstd, float *sum, const float *x,
                                                   const float *bias, const float *res, const float *g,
                                                   const float *b, float eps, int dropout, uint32_t threshold,
@@ -51,26 +56,57 @@ __global__ void residual_layernorm_forward_kernel(float *y, float *mean, float *
     if (r >= m)
         return;
     const float *xr = x + r * c, *rr = res + r * c;
-    float *sr = sum + r * c;
+    float *sr = sum + r * c, *yr = y + r * c;
+    float vals[VPL > 0 ? VPL : 1];
     float s = 0.0f;
-    for (int64_t i = lane; i < c; i += 32) {
+    auto make_sum = [&](int64_t i) {
         float v = bias ? __fadd_rn(xr[i], bias[i]) : xr[i];
         if (dropout)
             v = cuda_dropout_keep(seed, (uint64_t)(r * c + i), threshold) ? __fmul_rn(v, keep_scale) : 0.0f;
         v = __fadd_rn(v, rr[i]);
         sr[i] = v;
-        s += v;
+        return v;
+    };
+    if (VPL > 0) {
+#pragma unroll
+        for (int j = 0; j < (VPL > 0 ? VPL : 1); j++) {
+            int64_t i = lane + 32 * j;
+            if (i < c) {
+                vals[j] = make_sum(i);
+                s += vals[j];
+            }
+        }
+    } else {
+        for (int64_t i = lane; i < c; i += 32)
+            s += make_sum(i);
     }
     float mu = cuda_warp_sum(s) / (float)c;
     float v = 0.0f;
-    for (int64_t i = lane; i < c; i += 32) {
-        float d = sr[i] - mu;
-        v += d * d;
+    if (VPL > 0) {
+#pragma unroll
+        for (int j = 0; j < (VPL > 0 ? VPL : 1); j++)
+            if (lane + 32 * j < c) {
+                float d = vals[j] - mu;
+                v += d * d;
+            }
+    } else {
+        for (int64_t i = lane; i < c; i += 32) {
+            float d = sr[i] - mu;
+            v += d * d;
+        }
     }
     float rs = 1.0f / sqrtf(cuda_warp_sum(v) / (float)c + eps);
-    float *yr = y + r * c;
-    for (int64_t i = lane; i < c; i += 32)
-        yr[i] = ((sr[i] - mu) * rs) * g[i] + b[i];
+    if (VPL > 0) {
+#pragma unroll
+        for (int j = 0; j < (VPL > 0 ? VPL : 1); j++) {
+            int64_t i = lane + 32 * j;
+            if (i < c)
+                yr[i] = ((vals[j] - mu) * rs) * g[i] + b[i];
+        }
+    } else {
+        for (int64_t i = lane; i < c; i += 32)
+            yr[i] = ((sr[i] - mu) * rs) * g[i] + b[i];
+    }
     if (lane == 0) {
         mean[r] = mu;
         rstd[r] = rs;
@@ -257,7 +293,12 @@ void cuda_residual_layernorm_forward(backend *be, tensor out, tensor mean, tenso
     }
     int dropout = p > 0;
     unsigned blocks = (unsigned)((m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-    residual_layernorm_forward_kernel<<<blocks, 32 * ROWS_PER_BLOCK, 0, cuda_stream(be)>>>(
+    // rows in registers up to 1024 wide (BERT and ViT-B: 768 = 24 per lane)
+    auto kernel = c <= 256 ? residual_layernorm_forward_kernel<8>
+                  : c <= 512 ? residual_layernorm_forward_kernel<16>
+                  : c <= 1024 ? residual_layernorm_forward_kernel<32>
+                              : residual_layernorm_forward_kernel<0>;
+    kernel<<<blocks, 32 * ROWS_PER_BLOCK, 0, cuda_stream(be)>>>(
         cuda_f32(out), cuda_f32(mean), cuda_f32(rstd), cuda_f32(sum), cuda_cf32(x),
         tensor_present(bias) ? cuda_cf32(bias) : nullptr, cuda_cf32(residual), cuda_cf32(w), cuda_cf32(b), eps,
         dropout, cuda_dropout_threshold(p), dropout ? 1.0f / (1.0f - p) : 1.0f, seed, m, c);
