@@ -116,7 +116,10 @@ __global__ void residual_layernorm_forward_kernel(float *y, float *mean, float *
 // dx = (dn - mean(dn) - n * mean(dn * n)) * rstd, with n the normalised input
 // and dn = dy * w; each lane reads its elements of dy before writing the same
 // elements of dx, so dx may alias dy. With ddrop (the residual form), dx is
-// d(sum) and ddrop = dropout_backward(dx) is written too.
+// d(sum) and ddrop = dropout_backward(dx) is written too. As in the forward
+// kernel, rows of up to 32 * VPL elements keep n and dn in registers (x, dy
+// and w read once); VPL = 0 reads them again.
+template <int VPL>
 __global__ void layernorm_backward_input_kernel(float *dx, int accumulate, float *ddrop, int dropout,
                                                 uint32_t threshold, float keep_scale, uint64_t seed, const float *dy,
                                                 const float *x, const float *g, const float *mean, const float *rstd,
@@ -127,20 +130,32 @@ __global__ void layernorm_backward_input_kernel(float *dx, int accumulate, float
     if (r >= m)
         return;
     const float *xr = x + r * c, *dyr = dy + r * c;
+    float *dxr = dx + r * c;
     float mu = mean[r], rs = rstd[r];
+    float ns[VPL > 0 ? VPL : 1], dns[VPL > 0 ? VPL : 1];
     float sum_dn = 0.0f, sum_dn_n = 0.0f;
-    for (int64_t i = lane; i < c; i += 32) {
-        float n = (xr[i] - mu) * rs;
-        float dn = dyr[i] * g[i];
-        sum_dn += dn;
-        sum_dn_n += dn * n;
+    if (VPL > 0) {
+#pragma unroll
+        for (int j = 0; j < (VPL > 0 ? VPL : 1); j++) {
+            int64_t i = lane + 32 * j;
+            if (i < c) {
+                ns[j] = (xr[i] - mu) * rs;
+                dns[j] = dyr[i] * g[i];
+                sum_dn += dns[j];
+                sum_dn_n += dns[j] * ns[j];
+            }
+        }
+    } else {
+        for (int64_t i = lane; i < c; i += 32) {
+            float n = (xr[i] - mu) * rs;
+            float dn = dyr[i] * g[i];
+            sum_dn += dn;
+            sum_dn_n += dn * n;
+        }
     }
     float mean_dn = cuda_warp_sum(sum_dn) / (float)c;
     float mean_dn_n = cuda_warp_sum(sum_dn_n) / (float)c;
-    float *dxr = dx + r * c;
-    for (int64_t i = lane; i < c; i += 32) {
-        float n = (xr[i] - mu) * rs;
-        float dn = dyr[i] * g[i];
+    auto finish = [&](int64_t i, float n, float dn) {
         float v = (dn - mean_dn - n * mean_dn_n) * rs;
         v = accumulate ? dxr[i] + v : v;
         dxr[i] = v;
@@ -149,7 +164,38 @@ __global__ void layernorm_backward_input_kernel(float *dx, int accumulate, float
                 v = cuda_dropout_keep(seed, (uint64_t)(r * c + i), threshold) ? v * keep_scale : 0.0f;
             ddrop[r * c + i] = v;
         }
+    };
+    if (VPL > 0) {
+#pragma unroll
+        for (int j = 0; j < (VPL > 0 ? VPL : 1); j++) {
+            int64_t i = lane + 32 * j;
+            if (i < c)
+                finish(i, ns[j], dns[j]);
+        }
+    } else {
+        for (int64_t i = lane; i < c; i += 32)
+            finish(i, (xr[i] - mu) * rs, dyr[i] * g[i]);
     }
+}
+
+// Launches the input-gradient row kernel with the register width for c
+// (rows up to 1024 wide in registers; 768 takes 24 of 32 per lane); p > 0
+// drops out ddrop as dropout_backward does.
+void launch_backward_input(backend *be, float *dx, int accumulate, float *ddrop, float p, uint64_t seed,
+                           const float *dy, const float *x, const float *g, const float *mean, const float *rstd,
+                           int64_t m, int64_t c, const char *op)
+{
+    auto kernel = c <= 256 ? layernorm_backward_input_kernel<8>
+                  : c <= 512 ? layernorm_backward_input_kernel<16>
+                  : c <= 1024 ? layernorm_backward_input_kernel<32>
+                              : layernorm_backward_input_kernel<0>;
+    int dropout = p > 0;
+    unsigned blocks = (unsigned)((m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
+    kernel<<<blocks, 32 * ROWS_PER_BLOCK, 0, cuda_stream(be)>>>(dx, accumulate, ddrop, dropout,
+                                                              cuda_dropout_threshold(p),
+                                                              dropout ? 1.0f / (1.0f - p) : 1.0f, seed, dy, x, g,
+                                                              mean, rstd, m, c);
+    cuda_check_launch(be, op);
 }
 
 // partial_w, partial_b (groups, cols): over rows [g * per_group, ...), the sums
@@ -270,13 +316,9 @@ void cuda_layernorm_backward(backend *be, tensor din, int accumulate, tensor dw,
     param_gradients(be, tensor_present(dw) ? cuda_f32(dw) : nullptr, tensor_present(db) ? cuda_f32(db) : nullptr,
                     nullptr, cuda_cf32(dout), cuda_cf32(in), nullptr, cuda_cf32(mean), cuda_cf32(rstd), m, c,
                     "layernorm_backward");
-    if (tensor_present(din)) {
-        unsigned blocks = (unsigned)((m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-        layernorm_backward_input_kernel<<<blocks, 32 * ROWS_PER_BLOCK, 0, cuda_stream(be)>>>(
-            cuda_f32(din), accumulate, nullptr, 0, 0, 1.0f, 0, cuda_cf32(dout), cuda_cf32(in), cuda_cf32(w),
-            cuda_cf32(mean), cuda_cf32(rstd), m, c);
-        cuda_check_launch(be, "layernorm_backward");
-    }
+    if (tensor_present(din))
+        launch_backward_input(be, cuda_f32(din), accumulate, nullptr, 0.0f, 0, cuda_cf32(dout), cuda_cf32(in),
+                              cuda_cf32(w), cuda_cf32(mean), cuda_cf32(rstd), m, c, "layernorm_backward");
 }
 
 void cuda_residual_layernorm_forward(backend *be, tensor out, tensor mean, tensor rstd, tensor sum, tensor x,
@@ -321,12 +363,9 @@ void cuda_residual_layernorm_backward(backend *be, tensor dsum, int accumulate, 
     }
     // the row pass first: the bias gradient sums what it writes; dout is
     // only read (neither output may alias it), so the parameter pass can follow
-    unsigned blocks = (unsigned)((m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-    layernorm_backward_input_kernel<<<blocks, 32 * ROWS_PER_BLOCK, 0, cuda_stream(be)>>>(
-        cuda_f32(dsum), accumulate, write_dx ? cuda_f32(dx) : nullptr, dropout, cuda_dropout_threshold(p),
-        dropout ? 1.0f / (1.0f - p) : 1.0f, seed, cuda_cf32(dout), cuda_cf32(sum), cuda_cf32(w), cuda_cf32(mean),
-        cuda_cf32(rstd), m, c);
-    cuda_check_launch(be, "residual_layernorm_backward");
+    launch_backward_input(be, cuda_f32(dsum), accumulate, write_dx ? cuda_f32(dx) : nullptr, p, seed, cuda_cf32(dout),
+                          cuda_cf32(sum), cuda_cf32(w), cuda_cf32(mean), cuda_cf32(rstd), m, c,
+                          "residual_layernorm_backward");
     param_gradients(be, tensor_present(dw) ? cuda_f32(dw) : nullptr, tensor_present(db) ? cuda_f32(db) : nullptr,
                     tensor_present(dbias) ? cuda_f32(dbias) : nullptr, cuda_cf32(dout), cuda_cf32(sum),
                     write_dx ? cuda_cf32(dx) : cuda_cf32(dsum), cuda_cf32(mean), cuda_cf32(rstd), m, c,
