@@ -202,7 +202,8 @@ enum prof_slot {
 };
 static const char *const prof_names[P_COUNT] = {
     "linear forward (GEMM + bias)", "linear backward (2 GEMM + bias sum)", "matmul", "attention forward",
-    "attention backward", "GELU forward", "GELU backward", "layernorm forward", "layernorm backward",
+    "attention backward", "(bias +) GELU forward", "(bias +) GELU backward", "(residual +) layernorm forward",
+    "(residual +) layernorm backward",
     "add / accumulate", "BERT embedding forward", "BERT embedding backward", "patchify", "ViT embed forward",
     "ViT embed backward", "softmax cross-entropy", "gather / scatter / copy rows", "fill",
 };
@@ -294,6 +295,38 @@ static void p_layernorm_backward(backend *be, tensor din, int accumulate, tensor
     (void)be;
     TIMED(P_LN_B, 0,
           cpu_table()->layernorm_backward(backend_cpu(), din, accumulate, dw, db, dout, in, w, mean, rstd));
+}
+
+static void p_bias_gelu_forward(backend *be, tensor out, tensor pre, tensor in, tensor bias)
+{
+    (void)be;
+    TIMED(P_GELU_F, 0, cpu_table()->bias_gelu_forward(backend_cpu(), out, pre, in, bias));
+}
+
+static void p_bias_gelu_backward(backend *be, tensor din, tensor dbias, tensor dout, tensor pre)
+{
+    (void)be;
+    TIMED(P_GELU_B, 0, cpu_table()->bias_gelu_backward(backend_cpu(), din, dbias, dout, pre));
+}
+
+static void p_residual_layernorm_forward(backend *be, tensor out, tensor mean, tensor rstd, tensor sum, tensor x,
+                                         tensor bias, tensor residual, tensor w, tensor b, float eps, float p,
+                                         uint64_t seed)
+{
+    (void)be;
+    TIMED(P_LN_F, 0,
+          cpu_table()->residual_layernorm_forward(backend_cpu(), out, mean, rstd, sum, x, bias, residual, w, b, eps,
+                                                  p, seed));
+}
+
+static void p_residual_layernorm_backward(backend *be, tensor dsum, int accumulate, tensor dx, tensor dbias,
+                                          tensor dw, tensor db, tensor dout, tensor sum, tensor w, tensor mean,
+                                          tensor rstd, float p, uint64_t seed)
+{
+    (void)be;
+    TIMED(P_LN_B, 0,
+          cpu_table()->residual_layernorm_backward(backend_cpu(), dsum, accumulate, dx, dbias, dw, db, dout, sum, w,
+                                                   mean, rstd, p, seed));
 }
 
 static void p_add(backend *be, tensor out, tensor a, tensor b)
@@ -392,6 +425,10 @@ static backend *backend_profiled(void)
     profiled_ops.gelu_backward = p_gelu_backward;
     profiled_ops.layernorm_forward = p_layernorm_forward;
     profiled_ops.layernorm_backward = p_layernorm_backward;
+    profiled_ops.bias_gelu_forward = p_bias_gelu_forward;
+    profiled_ops.bias_gelu_backward = p_bias_gelu_backward;
+    profiled_ops.residual_layernorm_forward = p_residual_layernorm_forward;
+    profiled_ops.residual_layernorm_backward = p_residual_layernorm_backward;
     profiled_ops.add = p_add;
     profiled_ops.accumulate = p_accumulate;
     profiled_ops.embedding_forward = p_embedding_forward;

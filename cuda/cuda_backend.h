@@ -35,9 +35,10 @@ int cuda_backend_set_tf32(backend *be, int on);
 void cuda_backend_set_bf16(backend *be, int on);
 
 /* Linear layers through cuBLASLt (the bias added in the product's epilogue,
- * one plan per shape made on first use) when on; through cuBLAS, with the
- * bias written first, when off (the default until the cuBLASLt path has
- * passed tests/test_cuda_ops on a GPU). */
+ * with fp32 inputs the bias gradient summed in the weight gradient's, one
+ * plan per shape made on first use) when on; through cuBLAS, with the bias
+ * written first and the bias gradient a column-sum pass, when off (the
+ * default until the cuBLASLt path has passed tests/test_cuda_ops on a GPU). */
 void cuda_backend_set_lt(backend *be, int on);
 
 /* Free and total device memory in bytes (cudaMemGetInfo); 0 on success. */

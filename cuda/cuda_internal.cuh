@@ -128,6 +128,16 @@ __device__ __forceinline__ bool cuda_dropout_keep(uint64_t seed, uint64_t i, uin
 
 static inline uint32_t cuda_dropout_threshold(float p) { return (uint32_t)((double)p * 4294967296.0); }
 
+// Exact GELU, x * Phi(x), and its derivative, in fp32: the GELU kernels and
+// the fused bias + GELU ones share them.
+__device__ __forceinline__ float cuda_gelu(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f)); }
+__device__ __forceinline__ float cuda_gelu_grad(float v)
+{
+    float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752440f));
+    float pdf = 0.39894228040143267794f * expf(-0.5f * v * v);
+    return cdf + v * pdf;
+}
+
 __device__ __forceinline__ float cuda_warp_sum(float v)
 {
     for (int o = 16; o > 0; o >>= 1)
@@ -194,6 +204,8 @@ __device__ __forceinline__ double cuda_block_sum_f64(double v, double *shared)
 // matmul_lt.cu: column-major d (m, n) = op(a) (m, k) op(b) (k, n) + beta d
 // (+ bias (m) broadcast over the columns when bias is set). a and b are
 // fp32, or bf16 in bf16 mode (ab_type says which); d and bias are fp32.
+// bias_grad (n), when set instead, receives the sums of op(b) over k (the
+// BGRADB epilogue), written, not added.
 struct cuda_lt_gemm {
     int trans_a, trans_b;
     int64_t m, n, k;
@@ -206,12 +218,13 @@ struct cuda_lt_gemm {
     float beta;
     const float *bias;
     cudaDataType_t ab_type;
+    float *bias_grad;
 };
 int cuda_lt_cache_create(cuda_impl *c);
 void cuda_lt_cache_destroy(cuda_impl *c);
 // 0 when the product was issued (or its failure recorded); nonzero when
 // cuBLASLt cannot do it (no algorithm, misaligned bias, full plan cache):
-// the caller then uses cuBLAS.
+// the caller then uses cuBLAS, or, for a bias gradient, asks again without.
 int cuda_lt_matmul(backend *be, const cuda_lt_gemm *g);
 
 // elementwise.cu
@@ -219,6 +232,7 @@ int cuda_lt_matmul(backend *be, const cuda_lt_gemm *g);
 void cuda_round_to_bf16(backend *be, __nv_bfloat16 *dst, const float *src, int64_t n, const char *op);
 void cuda_gelu_forward(backend *be, tensor out, tensor in);
 void cuda_gelu_backward(backend *be, tensor din, tensor dout, tensor in);
+void cuda_bias_gelu_forward(backend *be, tensor out, tensor pre, tensor in, tensor bias);
 void cuda_add(backend *be, tensor out, tensor a, tensor b);
 void cuda_accumulate(backend *be, tensor acc, tensor x);
 void cuda_scale(backend *be, tensor x, float s);
@@ -236,6 +250,9 @@ void cuda_ema(backend *be, tensor target, tensor source, float momentum);
 // reduce.cu
 // dst[c] += sum over rows of src[r * cols + c], deterministic.
 void cuda_column_sums_add(backend *be, float *dst, const float *src, int64_t rows, int64_t cols, const char *op);
+// din = dout * GELU'(pre) and dbias += its column sums, in one pass over the
+// rows (dbias NULL: the elementwise pass alone).
+void cuda_bias_gelu_backward(backend *be, tensor din, tensor dbias, tensor dout, tensor pre);
 void cuda_reduce_sum(backend *be, tensor out, tensor in, float scale);
 void cuda_reduce_sumsq(backend *be, tensor out, tensor in, float scale);
 void cuda_div_scalar_backward(backend *be, tensor din, tensor ds, tensor dout, tensor out, tensor s);
@@ -247,6 +264,12 @@ void cuda_layernorm_forward(backend *be, tensor out, tensor mean, tensor rstd, t
                             float eps);
 void cuda_layernorm_backward(backend *be, tensor din, int accumulate, tensor dw, tensor db, tensor dout, tensor in,
                              tensor w, tensor mean, tensor rstd);
+void cuda_residual_layernorm_forward(backend *be, tensor out, tensor mean, tensor rstd, tensor sum, tensor x,
+                                     tensor bias, tensor residual, tensor w, tensor b, float eps, float p,
+                                     uint64_t seed);
+void cuda_residual_layernorm_backward(backend *be, tensor dsum, int accumulate, tensor dx, tensor dbias, tensor dw,
+                                      tensor db, tensor dout, tensor sum, tensor w, tensor mean, tensor rstd, float p,
+                                      uint64_t seed);
 
 // attention.cu
 void cuda_attention_forward(backend *be, const attn_params *p, tensor out, tensor state, tensor q, tensor k, tensor v,

@@ -1,34 +1,37 @@
 // Elementwise ops: GELU, sums and scalings, dropout, fills, casts, and the
-// optimiser passes over the parameter arena (AdamW, EMA). Grid-stride loops
-// over int64 element counts; every element depends on its own inputs only.
+// optimiser passes over the parameter arena (AdamW, EMA), the bias + GELU
+// after a linear run without its bias. Grid-stride loops over int64 element
+// counts; every element depends on its own inputs only.
 #include "cuda_internal.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
 
-#define INV_SQRT2 0.70710678118654752440f
-#define INV_SQRT_2PI 0.39894228040143267794f
-
 namespace {
 
 __global__ void gelu_forward_kernel(float *y, const float *x, int64_t n)
 {
     CUDA_GRID_STRIDE(i, n)
-    {
-        float v = x[i];
-        y[i] = 0.5f * v * (1.0f + erff(v * INV_SQRT2));
-    }
+    y[i] = cuda_gelu(x[i]);
 }
 
 __global__ void gelu_backward_kernel(float *dx, const float *dy, const float *x, int64_t n)
 {
     CUDA_GRID_STRIDE(i, n)
+    dx[i] = dy[i] * cuda_gelu_grad(x[i]);
+}
+
+// pre = x + bias (rounded as the CPU's separate add), y = GELU(pre); pre may
+// alias x.
+__global__ void bias_gelu_forward_kernel(float *y, float *pre, const float *x, const float *bias, int64_t n,
+                                         int64_t cols)
+{
+    CUDA_GRID_STRIDE(i, n)
     {
-        float v = x[i];
-        float cdf = 0.5f * (1.0f + erff(v * INV_SQRT2));
-        float pdf = INV_SQRT_2PI * expf(-0.5f * v * v);
-        dx[i] = dy[i] * (cdf + v * pdf);
+        float v = __fadd_rn(x[i], bias[i % cols]);
+        pre[i] = v;
+        y[i] = cuda_gelu(v);
     }
 }
 
@@ -170,6 +173,21 @@ void cuda_gelu_backward(backend *be, tensor din, tensor dout, tensor in)
     gelu_backward_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(din), cuda_cf32(dout),
                                                                          cuda_cf32(in), n);
     cuda_check_launch(be, "gelu_backward");
+}
+
+void cuda_bias_gelu_forward(backend *be, tensor out, tensor pre, tensor in, tensor bias)
+{
+    int64_t n = tensor_numel(in), cols = tensor_cols(in);
+    if (!n)
+        return;
+    if (tensor_numel(bias) != cols) {
+        cuda_record_invalid(be, "bias_gelu_forward: bias has %lld elements for rows of %lld",
+                            (long long)tensor_numel(bias), (long long)cols);
+        return;
+    }
+    bias_gelu_forward_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(out), cuda_f32(pre),
+                                                                             cuda_cf32(in), cuda_cf32(bias), n, cols);
+    cuda_check_launch(be, "bias_gelu_forward");
 }
 
 void cuda_add(backend *be, tensor out, tensor a, tensor b)

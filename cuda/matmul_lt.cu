@@ -1,5 +1,6 @@
 // cuBLASLt matrix products for linear_forward / linear_backward: the bias
-// added in the product's epilogue (no separate pass over the output), and a
+// added in the product's epilogue (no separate pass over the output), the
+// bias gradient summed in the weight gradient's epilogue (BGRADB), and a
 // plan per shape (descriptors, layouts and the heuristic's algorithm), made
 // on the first call with that shape and reused after, so that a warm step
 // asks cuBLASLt for nothing but the product itself.
@@ -17,7 +18,7 @@
 
 struct lt_key {
     int64_t m, n, k, lda, ldb, ldd;
-    int trans_a, trans_b, bias, align, tf32, ab_type;
+    int trans_a, trans_b, bias, bias_grad, align, tf32, ab_type;
 };
 
 struct lt_plan {
@@ -67,7 +68,9 @@ void make_plan(backend *be, lt_plan *p, const lt_key &key)
     memset(p, 0, sizeof *p);
     p->key = key;
     cublasOperation_t ta = key.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = key.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasLtEpilogue_t epilogue = key.bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    cublasLtEpilogue_t epilogue = key.bias_grad ? CUBLASLT_EPILOGUE_BGRADB
+                                  : key.bias    ? CUBLASLT_EPILOGUE_BIAS
+                                                : CUBLASLT_EPILOGUE_DEFAULT;
     // bf16 inputs accumulate in fp32 on tensor cores whatever the TF32 setting
     cudaDataType_t ab_type = (cudaDataType_t)key.ab_type;
     cublasComputeType_t compute =
@@ -139,14 +142,16 @@ int cuda_lt_matmul(backend *be, const cuda_lt_gemm *g)
     cuda_impl *c = cuda_impl_of(be);
     if (!c->lt || !c->lt_cache)
         return 1;
-    // the bias epilogue reads the bias with vector loads
-    if (g->bias && ((uintptr_t)g->bias & 15))
+    // the bias epilogues access the bias vector with vector loads and stores
+    const float *bias = g->bias_grad ? g->bias_grad : g->bias;
+    if (bias && ((uintptr_t)bias & 15))
         return 1;
     const void *ptrs[3] = {g->a, g->b, g->d};
     lt_key key;
     memset(&key, 0, sizeof key); // the padding too: keys are compared bytewise
     key.m = g->m, key.n = g->n, key.k = g->k, key.lda = g->lda, key.ldb = g->ldb, key.ldd = g->ldd;
     key.trans_a = g->trans_a, key.trans_b = g->trans_b, key.bias = g->bias != nullptr;
+    key.bias_grad = g->bias_grad != nullptr;
     key.align = common_alignment(ptrs, 3), key.tf32 = c->tf32, key.ab_type = (int)g->ab_type;
     cuda_lt_cache *cache = c->lt_cache;
     lt_plan *p = nullptr;
@@ -161,9 +166,9 @@ int cuda_lt_matmul(backend *be, const cuda_lt_gemm *g)
     }
     if (!p->usable)
         return 1;
-    if (g->bias) {
+    if (bias) {
         cublasStatus_t st =
-            cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias);
+            cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
         if (st) {
             cuda_record_cublas(be, st, "linear (cuBLASLt bias)");
             return 0;

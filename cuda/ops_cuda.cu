@@ -334,13 +334,14 @@ void cu_linear_forward(backend *be, tensor out, tensor in, tensor w, tensor bias
     }
     if (cuda_impl_of(be)->use_lt) {
         cuda_lt_gemm g = {1, 0, n, m, k, w_in, k, x_in, k, cuda_f32(out), n, 0.0f,
-                          tensor_present(bias) ? cuda_cf32(bias) : nullptr, type};
+                          tensor_present(bias) ? cuda_cf32(bias) : nullptr, type, nullptr};
         if (!cuda_lt_matmul(be, &g))
             return;
     }
     float beta = 0.0f;
     if (tensor_present(bias)) {
-        // the bias rows first, then the product added onto them: the CPU's order
+        // the bias rows first, then the finished product added onto them (the
+        // epilogue's alpha * AB + beta * C): the CPU's order, product then bias
         fill_rows_kernel<<<cuda_grid(be, m * n), 256, 0, cuda_stream(be)>>>(cuda_f32(out), cuda_cf32(bias), m, n);
         cuda_check_launch(be, "linear_forward");
         beta = 1.0f;
@@ -377,16 +378,32 @@ void cu_linear_backward(backend *be, tensor din, int accumulate, tensor dw, tens
         type = CUDA_R_16BF;
     }
     // din (M, K) = dout (M, N) w (N, K)
-    cuda_lt_gemm g_din = {0, 0, k, m, n, w_in, k, dout_in, n, cuda_f32(din), k, beta_in, nullptr, type};
+    cuda_lt_gemm g_din = {0, 0, k, m, n, w_in, k, dout_in, n, cuda_f32(din), k, beta_in, nullptr, type, nullptr};
     if (tensor_present(din) && (!lt || cuda_lt_matmul(be, &g_din)))
         gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, k, m, n, w_in, k, dout_in, n, beta_in, cuda_f32(din), k, type,
              "linear_backward (din)");
     // dw (N, K) += dout^T (N, M) in (M, K)
-    cuda_lt_gemm g_dw = {0, 1, k, n, m, x_in, k, dout_in, n, cuda_f32(dw), k, 1.0f, nullptr, type};
-    if (tensor_present(dw) && (!lt || cuda_lt_matmul(be, &g_dw)))
-        gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, k, n, m, x_in, k, dout_in, n, 1.0f, cuda_f32(dw), k, type,
-             "linear_backward (dw)");
-    if (tensor_present(dbias))
+    cuda_lt_gemm g_dw = {0, 1, k, n, m, x_in, k, dout_in, n, cuda_f32(dw), k, 1.0f, nullptr, type, nullptr};
+    int dbias_done = 0;
+    if (tensor_present(dw)) {
+        int issued = 0;
+        // with fp32 inputs, the bias gradient comes out of the product's
+        // epilogue: written into scratch, then added (the op's +=); bf16
+        // inputs keep the column-sum pass over the unrounded dout
+        if (lt && tensor_present(dbias) && type == CUDA_R_32F) {
+            g_dw.bias_grad = static_cast<float *>(cuda_scratch(be, sizeof(float) * (size_t)n, "linear_backward"));
+            if (g_dw.bias_grad && !cuda_lt_matmul(be, &g_dw)) {
+                int64_t shape[1] = {n};
+                cuda_accumulate(be, dbias, tensor_make(g_dw.bias_grad, DTYPE_F32, 1, shape));
+                issued = dbias_done = 1;
+            }
+            g_dw.bias_grad = nullptr;
+        }
+        if (!issued && (!lt || cuda_lt_matmul(be, &g_dw)))
+            gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, k, n, m, x_in, k, dout_in, n, 1.0f, cuda_f32(dw), k, type,
+                 "linear_backward (dw)");
+    }
+    if (tensor_present(dbias) && !dbias_done)
         cuda_column_sums_add(be, cuda_f32(dbias), cuda_cf32(dout), m, n, "linear_backward (dbias)");
 }
 
@@ -407,6 +424,10 @@ backend_ops make_ops()
     o.gelu_backward = cuda_gelu_backward;
     o.layernorm_forward = cuda_layernorm_forward;
     o.layernorm_backward = cuda_layernorm_backward;
+    o.bias_gelu_forward = cuda_bias_gelu_forward;
+    o.bias_gelu_backward = cuda_bias_gelu_backward;
+    o.residual_layernorm_forward = cuda_residual_layernorm_forward;
+    o.residual_layernorm_backward = cuda_residual_layernorm_backward;
     o.add = cuda_add;
     o.accumulate = cuda_accumulate;
     o.scale = cuda_scale;

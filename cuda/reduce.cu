@@ -34,6 +34,33 @@ __global__ void column_partials_kernel(float *partial, const float *src, int64_t
     }
 }
 
+// column_partials_kernel's sums of din = dout * GELU'(pre), written on the
+// way: the bias gradient of bias_gelu_backward in the pass that makes din
+// (which may alias dout: each element is read before it is written).
+__global__ void gelu_grad_partials_kernel(float *partial, float *din, const float *dout, const float *pre,
+                                          int64_t rows, int64_t cols, int64_t per_group)
+{
+    __shared__ float acc[ROW_LANES][COL_TILE + 1];
+    int tx = threadIdx.x, ty = threadIdx.y;
+    int64_t c = (int64_t)blockIdx.x * COL_TILE + tx, g = blockIdx.y;
+    int64_t r0 = g * per_group, r1 = r0 + per_group < rows ? r0 + per_group : rows;
+    float s = 0.0f;
+    if (c < cols)
+        for (int64_t r = r0 + ty; r < r1; r += ROW_LANES) {
+            float d = dout[r * cols + c] * cuda_gelu_grad(pre[r * cols + c]);
+            din[r * cols + c] = d;
+            s += d;
+        }
+    acc[ty][tx] = s;
+    __syncthreads();
+    if (ty == 0 && c < cols) {
+        float t = 0.0f;
+        for (int l = 0; l < ROW_LANES; l++)
+            t += acc[l][tx];
+        partial[g * cols + c] = t;
+    }
+}
+
 __global__ void column_finish_kernel(float *dst, const float *partial, int64_t groups, int64_t cols)
 {
     CUDA_GRID_STRIDE(c, cols)
@@ -172,6 +199,33 @@ void cuda_column_sums_add(backend *be, float *dst, const float *src, int64_t row
     cuda_check_launch(be, op);
     column_finish_kernel<<<cuda_grid(be, cols), 256, 0, cuda_stream(be)>>>(dst, partial, groups, cols);
     cuda_check_launch(be, op);
+}
+
+void cuda_bias_gelu_backward(backend *be, tensor din, tensor dbias, tensor dout, tensor pre)
+{
+    if (!tensor_present(dbias)) {
+        cuda_gelu_backward(be, din, dout, pre);
+        return;
+    }
+    int64_t rows = tensor_rows(pre), cols = tensor_cols(pre);
+    if (!rows || !cols)
+        return;
+    if (!tensor_present(din)) {
+        cuda_record_invalid(be, "bias_gelu_backward: dbias needs din");
+        return;
+    }
+    cuda_row_groups plan = cuda_plan_row_groups(be, rows, cols, 1);
+    float *partial =
+        static_cast<float *>(cuda_scratch(be, sizeof(float) * (size_t)(plan.groups * cols), "bias_gelu_backward"));
+    if (!partial)
+        return;
+    dim3 grid((unsigned)((cols + COL_TILE - 1) / COL_TILE), (unsigned)plan.groups), block(COL_TILE, ROW_LANES);
+    gelu_grad_partials_kernel<<<grid, block, 0, cuda_stream(be)>>>(partial, cuda_f32(din), cuda_cf32(dout),
+                                                                   cuda_cf32(pre), rows, cols, plan.per_group);
+    cuda_check_launch(be, "bias_gelu_backward");
+    column_finish_kernel<<<cuda_grid(be, cols), 256, 0, cuda_stream(be)>>>(cuda_f32(dbias), partial, plan.groups,
+                                                                           cols);
+    cuda_check_launch(be, "bias_gelu_backward");
 }
 
 void cuda_reduce_sum(backend *be, tensor out, tensor in, float scale)

@@ -180,6 +180,20 @@ static void expect_bitwise(const char *what, const pair *p, const void *ref)
     free(got);
 }
 
+/* p := q on both sides (host and device copies). */
+static void pair_assign(pair *p, const pair *q)
+{
+    memcpy(p->cpu.data, q->cpu.data, pair_bytes(q));
+    pair_sync(p);
+}
+
+/* The device copy of p, for a rerun's bitwise comparison. */
+static float *snapshot(const pair *p)
+{
+    expect_no_cuda_error();
+    return download(p);
+}
+
 /* ---- the device ------------------------------------------------------------ */
 
 static void test_no_cuda_device(void **state)
@@ -332,9 +346,43 @@ static void test_linear(void **state)
     run_linear_cases("", FWD_TOL, BWD_TOL);
 }
 
-/* The cuBLASLt path (bias in the epilogue, a plan per shape), run twice so
- * that the second pass uses the cached plans; then TF32 on both paths,
- * against the fp32 CPU within TF32's rounding (10-bit mantissas). */
+#ifdef ALBEF_HAVE_CUDA
+/* linear_backward on the device twice from the same accumulators: dx, dw
+ * and dbias bitwise equal (on cuBLASLt, dbias comes from the BGRADB
+ * epilogue). */
+static void expect_linear_backward_rerun(const char *tag)
+{
+    int64_t M = 300, K = 768, N = 97;
+    pair x = PAIR(M, K), w = PAIR(N, K), dy = PAIR(M, N), dx = PAIR(M, K), dw = PAIR(N, K), db = PAIR(N);
+    pair dw0 = PAIR(N, K), db0 = PAIR(N);
+    pair_randn(&x, 1), pair_randn(&w, 0.1f), pair_randn(&dy, 1), pair_randn(&dw0, 1), pair_randn(&db0, 1);
+    float *first[3] = {NULL, NULL, NULL};
+    char what[96];
+    for (int run = 0; run < 2; run++) {
+        pair_assign(&dw, &dw0), pair_assign(&db, &db0);
+        op_linear_backward(gpu, dx.gpu, 0, dw.gpu, db.gpu, dy.gpu, x.gpu, w.gpu);
+        pair *res[3] = {&dx, &dw, &db};
+        const char *names[3] = {"dx", "dw", "dbias"};
+        for (int i = 0; i < 3; i++) {
+            if (run == 0) {
+                first[i] = snapshot(res[i]);
+            } else {
+                snprintf(what, sizeof what, "linear_backward%s rerun %s", tag, names[i]);
+                expect_bitwise(what, res[i], first[i]);
+                free(first[i]);
+            }
+        }
+    }
+    pair *all[] = {&x, &w, &dy, &dx, &dw, &db, &dw0, &db0};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        pair_free(all[i]);
+}
+#endif
+
+/* The cuBLASLt path (bias in the epilogue, the bias gradient in the weight
+ * gradient's, a plan per shape), run twice so that the second pass uses the
+ * cached plans, and rerun bitwise; then TF32 on both paths, against the fp32
+ * CPU within TF32's rounding (10-bit mantissas). */
 static void test_linear_cublaslt_and_tf32(void **state)
 {
     (void)state;
@@ -342,6 +390,7 @@ static void test_linear_cublaslt_and_tf32(void **state)
     cuda_backend_set_lt(gpu, 1);
     run_linear_cases(" lt", FWD_TOL, BWD_TOL);
     run_linear_cases(" lt cached", FWD_TOL, BWD_TOL);
+    expect_linear_backward_rerun(" lt");
     assert_int_equal(cuda_backend_set_tf32(gpu, 1), 0);
     run_linear_cases(" lt tf32", 3e-3, 3e-3);
     cuda_backend_set_lt(gpu, 0);
@@ -618,6 +667,167 @@ static void test_layernorm(void **state)
         expect_close("layernorm_backward dx only", &dx, BWD_TOL);
         pair_free(&x), pair_free(&w), pair_free(&b), pair_free(&y), pair_free(&mean), pair_free(&rstd);
         pair_free(&dy), pair_free(&dx), pair_free(&dw), pair_free(&db);
+    }
+}
+
+/* ---- fused sublayer ends ------------------------------------------------------ */
+
+/* Shapes of the fused ops: the model's widths (768, 3072) and odd ones, at
+ * one row, a few and more than a block's. */
+static const int64_t fused_shapes[][2] = {{1, 768}, {37, 64}, {257, 100}, {37, 768}, {3, 7}, {257, 3072}};
+#define NFUSED (sizeof fused_shapes / sizeof fused_shapes[0])
+
+static void test_residual_layernorm(void **state)
+{
+    (void)state;
+    for (size_t s = 0; s < NFUSED; s++) {
+        int64_t M = fused_shapes[s][0], C = fused_shapes[s][1];
+        pair x = PAIR(M, C), bias = PAIR(C), res = PAIR(M, C), w = PAIR(C), b = PAIR(C);
+        pair sum = PAIR(M, C), out = PAIR(M, C), mean = PAIR(M), rstd = PAIR(M), inplace = PAIR(M, C);
+        pair dout = PAIR(M, C), dsum = PAIR(M, C), dsum0 = PAIR(M, C), dx = PAIR(M, C);
+        pair dbias = PAIR(C), dw = PAIR(C), db = PAIR(C), dbias0 = PAIR(C), dw0 = PAIR(C), db0 = PAIR(C);
+        pair_randn(&x, 1), pair_randn(&bias, 1), pair_randn(&res, 2), pair_randn(&w, 1), pair_randn(&b, 1);
+        pair_randn(&dout, 1), pair_randn(&dsum0, 1), pair_randn(&dbias0, 1), pair_randn(&dw0, 1),
+            pair_randn(&db0, 1);
+        char what[128];
+        for (int k = 0; k < 4; k++) {
+            int with_bias = k & 1;
+            float p = k & 2 ? 0.1f : 0.0f;
+            uint64_t seed = 0xabcdefull + (uint64_t)(s * 4 + k);
+            tensor tb_cpu = with_bias ? bias.cpu : tensor_none(), tb_gpu = with_bias ? bias.gpu : tensor_none();
+#define BIAS (side_ ? tb_gpu : tb_cpu)
+            pair_poison(&sum), pair_poison(&out), pair_poison(&mean), pair_poison(&rstd);
+            EACH_BACKEND op_residual_layernorm_forward(BE, ON(out), ON(mean), ON(rstd), ON(sum), ON(x), BIAS, ON(res),
+                                                       ON(w), ON(b), 1e-12f, p, seed);
+            snprintf(what, sizeof what, "residual_layernorm_forward %lldx%lld bias%d p%.1f sum", (long long)M,
+                     (long long)C, with_bias, p);
+            expect_close(what, &sum, FWD_TOL);
+            expect_close("residual_layernorm_forward out", &out, FWD_TOL);
+            expect_close("residual_layernorm_forward mean", &mean, FWD_TOL);
+            expect_close("residual_layernorm_forward rstd", &rstd, FWD_TOL);
+            float *run1[4] = {snapshot(&sum), snapshot(&out), snapshot(&mean), snapshot(&rstd)};
+            /* in place, as the models run it: sum written over x */
+            pair_assign(&inplace, &x);
+            pair_poison(&out);
+            EACH_BACKEND op_residual_layernorm_forward(BE, ON(out), ON(mean), ON(rstd), ON(inplace), ON(inplace),
+                                                       BIAS, ON(res), ON(w), ON(b), 1e-12f, p, seed);
+            expect_close("residual_layernorm_forward in place sum", &inplace, FWD_TOL);
+            expect_close("residual_layernorm_forward in place out", &out, FWD_TOL);
+            /* a rerun is bitwise equal */
+            op_residual_layernorm_forward(gpu, out.gpu, mean.gpu, rstd.gpu, sum.gpu, x.gpu, tb_gpu, res.gpu, w.gpu,
+                                          b.gpu, 1e-12f, p, seed);
+            expect_bitwise("residual_layernorm_forward rerun sum", &sum, run1[0]);
+            expect_bitwise("residual_layernorm_forward rerun out", &out, run1[1]);
+            expect_bitwise("residual_layernorm_forward rerun mean", &mean, run1[2]);
+            expect_bitwise("residual_layernorm_forward rerun rstd", &rstd, run1[3]);
+            for (int i = 0; i < 4; i++)
+                free(run1[i]);
+#undef BIAS
+            /* backward: dsum written or accumulated; dx its own tensor, or
+             * (without dropout) dsum itself */
+            for (int accumulate = 0; accumulate < 2; accumulate++)
+                for (int own_dx = 0; own_dx < 2; own_dx++) {
+                    if (!own_dx && p > 0)
+                        continue;
+                    if (accumulate)
+                        pair_assign(&dsum, &dsum0);
+                    else
+                        pair_poison(&dsum);
+                    pair_poison(&dx);
+                    pair_assign(&dbias, &dbias0), pair_assign(&dw, &dw0), pair_assign(&db, &db0);
+                    const pair *ddx = own_dx ? &dx : &dsum;
+                    EACH_BACKEND op_residual_layernorm_backward(BE, ON(dsum), accumulate, ON(*ddx), ON(dbias),
+                                                                ON(dw), ON(db), ON(dout), ON(sum), ON(w), ON(mean),
+                                                                ON(rstd), p, seed);
+                    snprintf(what, sizeof what, "residual_layernorm_backward %lldx%lld p%.1f acc%d dx%d dsum",
+                             (long long)M, (long long)C, p, accumulate, own_dx);
+                    expect_close(what, &dsum, BWD_TOL);
+                    if (own_dx) {
+                        expect_close("residual_layernorm_backward dx", &dx, BWD_TOL);
+                        if (p > 0)
+                            expect_same_mask("residual_layernorm_backward dx mask", &dx);
+                    }
+                    expect_close("residual_layernorm_backward dbias", &dbias, BWD_TOL);
+                    expect_close("residual_layernorm_backward dw", &dw, BWD_TOL);
+                    expect_close("residual_layernorm_backward db", &db, BWD_TOL);
+                    if (accumulate && own_dx) {
+                        float *run1b[5] = {snapshot(&dsum), snapshot(&dx), snapshot(&dbias), snapshot(&dw),
+                                           snapshot(&db)};
+                        pair_assign(&dsum, &dsum0), pair_assign(&dbias, &dbias0), pair_assign(&dw, &dw0),
+                            pair_assign(&db, &db0);
+                        op_residual_layernorm_backward(gpu, dsum.gpu, 1, dx.gpu, dbias.gpu, dw.gpu, db.gpu, dout.gpu,
+                                                       sum.gpu, w.gpu, mean.gpu, rstd.gpu, p, seed);
+                        expect_bitwise("residual_layernorm_backward rerun dsum", &dsum, run1b[0]);
+                        expect_bitwise("residual_layernorm_backward rerun dx", &dx, run1b[1]);
+                        expect_bitwise("residual_layernorm_backward rerun dbias", &dbias, run1b[2]);
+                        expect_bitwise("residual_layernorm_backward rerun dw", &dw, run1b[3]);
+                        expect_bitwise("residual_layernorm_backward rerun db", &db, run1b[4]);
+                        for (int i = 0; i < 5; i++)
+                            free(run1b[i]);
+                    }
+                }
+        }
+        /* no linear bias to take (ViT's first norm1) and no norm gradients */
+        pair_assign(&dsum, &dsum0);
+        pair_assign(&dbias, &dbias0);
+        EACH_BACKEND op_residual_layernorm_backward(BE, ON(dsum), 1, ON(dsum), tensor_none(), tensor_none(),
+                                                    tensor_none(), ON(dout), ON(sum), ON(w), ON(mean), ON(rstd), 0.0f,
+                                                    0);
+        expect_close("residual_layernorm_backward dsum only", &dsum, BWD_TOL);
+        pair *all[] = {&x, &bias, &res, &w, &b, &sum, &out, &mean, &rstd, &inplace, &dout, &dsum, &dsum0, &dx,
+                       &dbias, &dw, &db, &dbias0, &dw0, &db0};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            pair_free(all[i]);
+    }
+}
+
+static void test_bias_gelu(void **state)
+{
+    (void)state;
+    for (size_t s = 0; s < NFUSED; s++) {
+        int64_t M = fused_shapes[s][0], N = fused_shapes[s][1];
+        pair x = PAIR(M, N), bias = PAIR(N), pre = PAIR(M, N), out = PAIR(M, N), inplace = PAIR(M, N);
+        pair dout = PAIR(M, N), din = PAIR(M, N), dbias = PAIR(N), dbias0 = PAIR(N);
+        pair_randn(&x, 1.5f), pair_randn(&bias, 0.5f), pair_randn(&dout, 1), pair_randn(&dbias0, 1);
+        char what[128];
+        pair_poison(&pre), pair_poison(&out);
+        EACH_BACKEND op_bias_gelu_forward(BE, ON(out), ON(pre), ON(x), ON(bias));
+        snprintf(what, sizeof what, "bias_gelu_forward %lldx%lld pre", (long long)M, (long long)N);
+        expect_close(what, &pre, FWD_TOL);
+        expect_close("bias_gelu_forward out", &out, FWD_TOL);
+        float *run1[2] = {snapshot(&pre), snapshot(&out)};
+        op_bias_gelu_forward(gpu, out.gpu, pre.gpu, x.gpu, bias.gpu);
+        expect_bitwise("bias_gelu_forward rerun pre", &pre, run1[0]);
+        expect_bitwise("bias_gelu_forward rerun out", &out, run1[1]);
+        free(run1[0]), free(run1[1]);
+        pair_assign(&inplace, &x);
+        pair_poison(&out);
+        EACH_BACKEND op_bias_gelu_forward(BE, ON(out), ON(inplace), ON(inplace), ON(bias));
+        expect_close("bias_gelu_forward in place pre", &inplace, FWD_TOL);
+        expect_close("bias_gelu_forward in place out", &out, FWD_TOL);
+
+        pair_poison(&din), pair_assign(&dbias, &dbias0);
+        EACH_BACKEND op_bias_gelu_backward(BE, ON(din), ON(dbias), ON(dout), ON(pre));
+        snprintf(what, sizeof what, "bias_gelu_backward %lldx%lld din", (long long)M, (long long)N);
+        expect_close(what, &din, BWD_TOL);
+        expect_close("bias_gelu_backward dbias", &dbias, BWD_TOL);
+        float *run1b[2] = {snapshot(&din), snapshot(&dbias)};
+        pair_assign(&dbias, &dbias0);
+        op_bias_gelu_backward(gpu, din.gpu, dbias.gpu, dout.gpu, pre.gpu);
+        expect_bitwise("bias_gelu_backward rerun din", &din, run1b[0]);
+        expect_bitwise("bias_gelu_backward rerun dbias", &dbias, run1b[1]);
+        free(run1b[0]), free(run1b[1]);
+        /* in place, as the models run it; and without a bias gradient */
+        pair_assign(&inplace, &dout), pair_assign(&dbias, &dbias0);
+        EACH_BACKEND op_bias_gelu_backward(BE, ON(inplace), ON(dbias), ON(inplace), ON(pre));
+        expect_close("bias_gelu_backward in place din", &inplace, BWD_TOL);
+        expect_close("bias_gelu_backward in place dbias", &dbias, BWD_TOL);
+        pair_poison(&din);
+        EACH_BACKEND op_bias_gelu_backward(BE, ON(din), tensor_none(), ON(dout), ON(pre));
+        expect_close("bias_gelu_backward no dbias", &din, BWD_TOL);
+        pair *all[] = {&x, &bias, &pre, &out, &inplace, &dout, &din, &dbias, &dbias0};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            pair_free(all[i]);
     }
 }
 
@@ -1192,6 +1402,8 @@ int main(void)
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_fill_normal),
         cmocka_unit_test(test_layernorm),
+        cmocka_unit_test(test_residual_layernorm),
+        cmocka_unit_test(test_bias_gelu),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_patchify_and_vit_embed),

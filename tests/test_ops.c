@@ -231,6 +231,200 @@ static void test_layernorm_backward(void **state)
     }
 }
 
+/* ---- fused ops: bit for bit the sequences they replace --------------------------- */
+
+/* a and b hold the same bits; on failure, the first difference. */
+static void assert_same_bits(const char *name, const float *a, const float *b, int64_t n)
+{
+    int64_t diff = 0, first = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], sizeof(float))) {
+            diff++;
+            if (first < 0)
+                first = i;
+        }
+    if (diff)
+        fail_msg("%s: %lld of %lld elements differ; first [%lld]: fused %.9g vs unfused %.9g", name, (long long)diff,
+                 (long long)n, (long long)first, a[first], b[first]);
+}
+
+/* The fused op's bias is only equal to the linear's when linear_forward
+ * adds it after the product; K = 768 spans several of OpenBLAS's K-blocks. */
+static void test_linear_bias_after_product(void **state)
+{
+    (void)state;
+    int64_t m = 37, k = 768, n = 100;
+    float *x = randn(m * k, 1), *w = randn(n * k, 0.05f), *b = randn(n, 1);
+    float *y = zeros(m * n), *y0 = zeros(m * n);
+    backend *be = backend_cpu();
+    op_linear_forward(be, tensor_f32(y, m, n), tensor_f32(x, m, k), tensor_f32(w, n, k), tensor_f32(b, n));
+    op_linear_forward(be, tensor_f32(y0, m, n), tensor_f32(x, m, k), tensor_f32(w, n, k), tensor_none());
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t c = 0; c < n; c++)
+            y0[r * n + c] += b[c];
+    assert_same_bits("linear with bias vs without, then + bias", y, y0, m * n);
+    free(x), free(w), free(b), free(y), free(y0);
+}
+
+/* dense (M, K) -> (M, C), then the residual sublayer, forward and backward,
+ * through the fused ops and through the unfused sequence. */
+static void check_residual_layernorm_fused(int64_t m, int64_t k, int64_t c, float p, int accumulate)
+{
+    backend *be = backend_cpu();
+    uint64_t seed = 77 + (uint64_t)m;
+    float eps = 1e-12f;
+    float *x = randn(m * k, 1), *wd = randn(c * k, 0.05f), *bias = randn(c, 1), *res = randn(m * c, 1);
+    float *w = randn(c, 1), *b = randn(c, 1), *dout = randn(m * c, 1), *dsum0 = randn(m * c, 1);
+    tensor tx = tensor_f32(x, m, k), twd = tensor_f32(wd, c, k), tw = tensor_f32(w, c), tb = tensor_f32(b, c);
+    /* unfused */
+    float *pre = zeros(m * c), *out = zeros(m * c), *mean = zeros(m), *rstd = zeros(m);
+    op_linear_forward(be, tensor_f32(pre, m, c), tx, twd, tensor_f32(bias, c));
+    if (p > 0)
+        op_dropout_forward(be, tensor_f32(pre, m, c), tensor_f32(pre, m, c), p, seed);
+    op_accumulate(be, tensor_f32(pre, m, c), tensor_f32(res, m, c));
+    op_layernorm_forward(be, tensor_f32(out, m, c), tensor_f32(mean, m), tensor_f32(rstd, m), tensor_f32(pre, m, c),
+                         tw, tb, eps);
+    /* fused: the product without its bias, written where the sum goes */
+    float *sum = zeros(m * c), *out2 = zeros(m * c), *mean2 = zeros(m), *rstd2 = zeros(m);
+    op_linear_forward(be, tensor_f32(sum, m, c), tx, twd, tensor_none());
+    op_residual_layernorm_forward(be, tensor_f32(out2, m, c), tensor_f32(mean2, m), tensor_f32(rstd2, m),
+                                  tensor_f32(sum, m, c), tensor_f32(sum, m, c), tensor_f32(bias, c),
+                                  tensor_f32(res, m, c), tw, tb, eps, p, seed);
+    char name[96];
+    snprintf(name, sizeof name, "sum (%lld, %lld) p %.1f", (long long)m, (long long)c, p);
+    assert_same_bits(name, sum, pre, m * c);
+    assert_same_bits("out", out2, out, m * c);
+    assert_same_bits("mean", mean2, mean, m);
+    assert_same_bits("rstd", rstd2, rstd, m);
+
+    /* backward, unfused: dres = LN'(dout) (+ what it held), dpre = dropout(dres), linear's grads */
+    float *dres = malloc(sizeof(float) * (size_t)(m * c)), *dpre = zeros(m * c), *dx = zeros(m * k);
+    float *dwd = zeros(c * k), *dbias = zeros(c), *dw = zeros(c), *db = zeros(c);
+    memcpy(dres, dsum0, sizeof(float) * (size_t)(m * c));
+    op_layernorm_backward(be, tensor_f32(dres, m, c), accumulate, tensor_f32(dw, c), tensor_f32(db, c),
+                          tensor_f32(dout, m, c), tensor_f32(pre, m, c), tw, tensor_f32(mean, m),
+                          tensor_f32(rstd, m));
+    op_dropout_backward(be, tensor_f32(dpre, m, c), tensor_f32(dres, m, c), p, seed);
+    op_linear_backward(be, tensor_f32(dx, m, k), 0, tensor_f32(dwd, c, k), tensor_f32(dbias, c),
+                       tensor_f32(dpre, m, c), tx, twd);
+    /* fused; without dropout d(dense) is d(sum) itself */
+    float *dsum = malloc(sizeof(float) * (size_t)(m * c)), *ddense = p > 0 ? zeros(m * c) : dsum;
+    float *dx2 = zeros(m * k), *dwd2 = zeros(c * k), *dbias2 = zeros(c), *dw2 = zeros(c), *db2 = zeros(c);
+    memcpy(dsum, dsum0, sizeof(float) * (size_t)(m * c));
+    op_residual_layernorm_backward(be, tensor_f32(dsum, m, c), accumulate, tensor_f32(ddense, m, c),
+                                   tensor_f32(dbias2, c), tensor_f32(dw2, c), tensor_f32(db2, c),
+                                   tensor_f32(dout, m, c), tensor_f32(sum, m, c), tw, tensor_f32(mean2, m),
+                                   tensor_f32(rstd2, m), p, seed);
+    op_linear_backward(be, tensor_f32(dx2, m, k), 0, tensor_f32(dwd2, c, k), tensor_none(), tensor_f32(ddense, m, c),
+                       tx, twd);
+    assert_same_bits("dsum = d(residual)", dsum, dres, m * c);
+    assert_same_bits("d(dense)", ddense, dpre, m * c);
+    assert_same_bits("dx", dx2, dx, m * k);
+    assert_same_bits("d(dense weight)", dwd2, dwd, c * k);
+    assert_same_bits("d(dense bias)", dbias2, dbias, c);
+    assert_same_bits("d(norm weight)", dw2, dw, c);
+    assert_same_bits("d(norm bias)", db2, db, c);
+    if (ddense != dsum)
+        free(ddense);
+    free(x), free(wd), free(bias), free(res), free(w), free(b), free(dout), free(dsum0), free(pre), free(out),
+        free(mean), free(rstd), free(sum), free(out2), free(mean2), free(rstd2), free(dres), free(dpre), free(dx),
+        free(dwd), free(dbias), free(dw), free(db), free(dsum), free(dx2), free(dwd2), free(dbias2), free(dw2),
+        free(db2);
+}
+
+static void test_residual_layernorm_matches_unfused(void **state)
+{
+    (void)state;
+    static const int64_t shapes[][3] = {{1, 64, 768}, {37, 768, 100}, {257, 100, 64}, {20, 3072, 768}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int dropout = 0; dropout < 2; dropout++)
+            for (int accumulate = 0; accumulate < 2; accumulate++)
+                check_residual_layernorm_fused(shapes[i][0], shapes[i][1], shapes[i][2], dropout ? 0.1f : 0.0f,
+                                               accumulate);
+}
+
+static void test_bias_gelu_matches_unfused(void **state)
+{
+    (void)state;
+    static const int64_t shapes[][3] = {{1, 64, 768}, {37, 768, 100}, {57, 768, 3072}};
+    backend *be = backend_cpu();
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int64_t m = shapes[i][0], k = shapes[i][1], n = shapes[i][2];
+        float *x = randn(m * k, 1), *w = randn(n * k, 0.05f), *bias = randn(n, 1), *dact = randn(m * n, 1);
+        tensor tx = tensor_f32(x, m, k), tw = tensor_f32(w, n, k);
+        float *pre = zeros(m * n), *act = zeros(m * n), *pre2 = zeros(m * n), *act2 = zeros(m * n);
+        op_linear_forward(be, tensor_f32(pre, m, n), tx, tw, tensor_f32(bias, n));
+        op_gelu_forward(be, tensor_f32(act, m, n), tensor_f32(pre, m, n));
+        op_linear_forward(be, tensor_f32(pre2, m, n), tx, tw, tensor_none());
+        op_bias_gelu_forward(be, tensor_f32(act2, m, n), tensor_f32(pre2, m, n), tensor_f32(pre2, m, n),
+                             tensor_f32(bias, n));
+        assert_same_bits("bias_gelu pre", pre2, pre, m * n);
+        assert_same_bits("bias_gelu out", act2, act, m * n);
+        float *dpre = zeros(m * n), *dx = zeros(m * k), *dw = zeros(n * k), *db = zeros(n);
+        float *dpre2 = malloc(sizeof(float) * (size_t)(m * n)), *dx2 = zeros(m * k), *dw2 = zeros(n * k),
+              *db2 = zeros(n);
+        op_gelu_backward(be, tensor_f32(dpre, m, n), tensor_f32(dact, m, n), tensor_f32(pre, m, n));
+        op_linear_backward(be, tensor_f32(dx, m, k), 0, tensor_f32(dw, n, k), tensor_f32(db, n),
+                           tensor_f32(dpre, m, n), tx, tw);
+        /* in place, as the models run it */
+        memcpy(dpre2, dact, sizeof(float) * (size_t)(m * n));
+        op_bias_gelu_backward(be, tensor_f32(dpre2, m, n), tensor_f32(db2, n), tensor_f32(dpre2, m, n),
+                              tensor_f32(pre2, m, n));
+        op_linear_backward(be, tensor_f32(dx2, m, k), 0, tensor_f32(dw2, n, k), tensor_none(),
+                           tensor_f32(dpre2, m, n), tx, tw);
+        assert_same_bits("bias_gelu dpre", dpre2, dpre, m * n);
+        assert_same_bits("bias_gelu dbias", db2, db, n);
+        assert_same_bits("bias_gelu dx", dx2, dx, m * k);
+        assert_same_bits("bias_gelu dw", dw2, dw, n * k);
+        free(x), free(w), free(bias), free(dact), free(pre), free(act), free(pre2), free(act2), free(dpre), free(dx),
+            free(dw), free(db), free(dpre2), free(dx2), free(dw2), free(db2);
+    }
+}
+
+/* Finite differences of L = sum(out * r) + sum(sum * r2): r2 is the
+ * gradient arriving on sum directly (the accumulate path). */
+typedef struct {
+    int64_t m, c;
+    float *x, *bias, *res, *w, *b, *sum, *out, *mean, *rstd, *r, *r2, p;
+    uint64_t seed;
+} resln_ctx;
+
+static double resln_loss(void *p)
+{
+    resln_ctx *c = p;
+    op_residual_layernorm_forward(backend_cpu(), tensor_f32(c->out, c->m, c->c), tensor_f32(c->mean, c->m),
+                                  tensor_f32(c->rstd, c->m), tensor_f32(c->sum, c->m, c->c),
+                                  tensor_f32(c->x, c->m, c->c), tensor_f32(c->bias, c->c),
+                                  tensor_f32(c->res, c->m, c->c), tensor_f32(c->w, c->c), tensor_f32(c->b, c->c),
+                                  1e-6f, c->p, c->seed);
+    return dot(c->out, c->r, c->m * c->c) + dot(c->sum, c->r2, c->m * c->c);
+}
+
+static void test_residual_layernorm_backward(void **state)
+{
+    (void)state;
+    resln_ctx c = {.m = 6, .c = 40, .p = 0.2f, .seed = 99};
+    int64_t n = c.m * c.c;
+    c.x = randn(n, 1), c.bias = randn(c.c, 1), c.res = randn(n, 1), c.w = randn(c.c, 1), c.b = randn(c.c, 1);
+    c.sum = zeros(n), c.out = zeros(n), c.mean = zeros(c.m), c.rstd = zeros(c.m), c.r = randn(n, 1),
+    c.r2 = randn(n, 1);
+    float *dsum = malloc(sizeof(float) * (size_t)n), *dx = zeros(n), *dbias = zeros(c.c), *dw = zeros(c.c),
+          *db = zeros(c.c);
+    resln_loss(&c);
+    memcpy(dsum, c.r2, sizeof(float) * (size_t)n);
+    op_residual_layernorm_backward(backend_cpu(), tensor_f32(dsum, c.m, c.c), 1, tensor_f32(dx, c.m, c.c),
+                                   tensor_f32(dbias, c.c), tensor_f32(dw, c.c), tensor_f32(db, c.c),
+                                   tensor_f32(c.r, c.m, c.c), tensor_f32(c.sum, c.m, c.c), tensor_f32(c.w, c.c),
+                                   tensor_f32(c.mean, c.m), tensor_f32(c.rstd, c.m), c.p, c.seed);
+    check_grad("residual_layernorm dx", c.x, n, dx, resln_loss, &c, EPS, TOL);
+    check_grad("residual_layernorm dresidual", c.res, n, dsum, resln_loss, &c, EPS, TOL);
+    check_grad("residual_layernorm dbias", c.bias, c.c, dbias, resln_loss, &c, EPS, TOL);
+    check_grad("residual_layernorm dw", c.w, c.c, dw, resln_loss, &c, EPS, TOL);
+    check_grad("residual_layernorm db", c.b, c.c, db, resln_loss, &c, EPS, TOL);
+    free(c.x), free(c.bias), free(c.res), free(c.w), free(c.b), free(c.sum), free(c.out), free(c.mean), free(c.rstd),
+        free(c.r), free(c.r2), free(dsum), free(dx), free(dbias), free(dw), free(db);
+}
+
 /* ---- attention --------------------------------------------------------------------- */
 
 typedef struct {
@@ -603,6 +797,10 @@ int main(void)
         cmocka_unit_test(test_gelu_values_and_backward),
         cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_layernorm_backward),
+        cmocka_unit_test(test_linear_bias_after_product),
+        cmocka_unit_test(test_residual_layernorm_matches_unfused),
+        cmocka_unit_test(test_bias_gelu_matches_unfused),
+        cmocka_unit_test(test_residual_layernorm_backward),
         cmocka_unit_test(test_attention_backward),
         cmocka_unit_test(test_embedding_backward),
         cmocka_unit_test(test_vit_embed_backward_and_patchify),

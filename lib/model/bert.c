@@ -164,16 +164,16 @@ static attn_params bert_attn(const bert_model *m, int batch, int q_len, int kv_l
     return p;
 }
 
-/* out = LN(residual + dropout(dense(x))); keeps the pre-LN sum in `pre`. */
+/* out = LN(residual + dropout(dense(x))); keeps the pre-LN sum in `pre`.
+ * The product lands in `pre` without its bias; the fused op adds the bias,
+ * the dropout and the residual and normalises, in place. */
 static void dense_dropout_residual_norm(backend *be, const linear_params *dense, const norm_params *norm, float eps,
                                         tensor x, tensor residual, tensor pre, tensor out, tensor mean, tensor rstd,
                                         float p, uint64_t seed)
 {
-    op_linear_forward(be, pre, x, dense->weight, dense->bias);
-    if (p > 0)
-        op_dropout_forward(be, pre, pre, p, seed);
-    op_accumulate(be, pre, residual);
-    op_layernorm_forward(be, out, mean, rstd, pre, norm->weight, norm->bias, eps);
+    op_linear_forward(be, pre, x, dense->weight, tensor_none());
+    op_residual_layernorm_forward(be, out, mean, rstd, pre, pre, dense->bias, residual, norm->weight, norm->bias, eps,
+                                  p, seed);
 }
 
 void bert_forward(backend *be, const bert_model *m, bert_acts *a, arena *ar, const bert_inputs *in,
@@ -276,8 +276,8 @@ void bert_forward(backend *be, const bert_model *m, bert_acts *a, arena *ar, con
         /* feed-forward */
         la->inter = arena_f32(ar, B, L, I);
         la->act = arena_f32(ar, B, L, I);
-        op_linear_forward(be, la->inter, h, lw->intermediate.weight, lw->intermediate.bias);
-        op_gelu_forward(be, la->act, la->inter);
+        op_linear_forward(be, la->inter, h, lw->intermediate.weight, tensor_none());
+        op_bias_gelu_forward(be, la->act, la->inter, la->inter, lw->intermediate.bias);
         la->y_pre = arena_f32(ar, B, L, C);
         la->y = a->inference ? spare : arena_f32(ar, B, L, C);
         la->y_mean = arena_f32(ar, B * L);
@@ -298,17 +298,17 @@ void bert_forward(backend *be, const bert_model *m, bert_acts *a, arena *ar, con
 }
 
 /* Backward of out = LN(residual + dropout(dense(x))): given dout, writes
- * d(residual) into dres and d(x) into dx; dpre is scratch. */
+ * d(residual) into dres and d(x) into dx; dpre is scratch for d(dense(x)),
+ * needed only with dropout (without, it equals d(residual)). */
 static void dense_dropout_residual_norm_backward(backend *be, const linear_params *dw_dense, const norm_params *dw_norm,
                                                  const linear_params *w_dense, const norm_params *w_norm, tensor dout,
                                                  tensor dres, tensor dx, tensor dpre, tensor x, tensor pre, tensor mean,
                                                  tensor rstd, float p, uint64_t seed)
 {
-    op_layernorm_backward(be, dpre, 0, dw_norm->weight, dw_norm->bias, dout, pre, w_norm->weight, mean, rstd);
-    be->ops->copy(be, dres.data, dpre.data, tensor_nbytes(dpre));
-    if (p > 0)
-        op_dropout_backward(be, dpre, dpre, p, seed);
-    op_linear_backward(be, dx, 0, dw_dense->weight, dw_dense->bias, dpre, x, w_dense->weight);
+    tensor ddense = p > 0 ? dpre : dres;
+    op_residual_layernorm_backward(be, dres, 0, ddense, dw_dense->bias, dw_norm->weight, dw_norm->bias, dout, pre,
+                                   w_norm->weight, mean, rstd, p, seed);
+    op_linear_backward(be, dx, 0, dw_dense->weight, tensor_none(), ddense, x, w_dense->weight);
 }
 
 void bert_backward(backend *be, const bert_model *m, bert_acts *a, arena *ar, tensor dout, tensor d_embeds,
@@ -345,8 +345,8 @@ void bert_backward(backend *be, const bert_model *m, bert_acts *a, arena *ar, te
         dense_dropout_residual_norm_backward(be, &lg->output, &lg->output_norm, &lw->output, &lw->output_norm, dy, dh,
                                              dact, dpre, la->act, la->y_pre, la->y_mean, la->y_rstd, a->p_hidden,
                                              la->seed_ffn_out);
-        op_gelu_backward(be, dact, dact, la->inter);
-        op_linear_backward(be, dh, 1, lg->intermediate.weight, lg->intermediate.bias, dact, h, lw->intermediate.weight);
+        op_bias_gelu_backward(be, dact, lg->intermediate.bias, dact, la->inter);
+        op_linear_backward(be, dh, 1, lg->intermediate.weight, tensor_none(), dact, h, lw->intermediate.weight);
         if (has_cross) {
             /* cross-attention: dh = d(h2) -> dy = d(h1) */
             int e = la->enc_index;
@@ -417,8 +417,8 @@ void bert_mlm_forward(backend *be, const bert_model *m, mlm_head_acts *h, arena 
     h->norm_mean = arena_f32(ar, R);
     h->norm_rstd = arena_f32(ar, R);
     h->logits = arena_f32(ar, R, V);
-    op_linear_forward(be, h->dense, hidden, w->transform.weight, w->transform.bias);
-    op_gelu_forward(be, h->act, h->dense);
+    op_linear_forward(be, h->dense, hidden, w->transform.weight, tensor_none());
+    op_bias_gelu_forward(be, h->act, h->dense, h->dense, w->transform.bias);
     op_layernorm_forward(be, h->norm, h->norm_mean, h->norm_rstd, h->act, w->transform_norm.weight,
                          w->transform_norm.bias, m->cfg.layer_norm_eps);
     op_linear_forward(be, h->logits, h->norm, w->word, w->decoder_bias);
@@ -434,7 +434,7 @@ void bert_mlm_backward(backend *be, const bert_model *m, mlm_head_acts *h, arena
     op_linear_backward(be, dnorm, 0, g->word, g->decoder_bias, dlogits, h->norm, w->word);
     op_layernorm_backward(be, dact, 0, g->transform_norm.weight, g->transform_norm.bias, dnorm, h->act,
                           w->transform_norm.weight, h->norm_mean, h->norm_rstd);
-    op_gelu_backward(be, dact, dact, h->dense);
-    op_linear_backward(be, dhidden, 0, g->transform.weight, g->transform.bias, dact, h->hidden, w->transform.weight);
+    op_bias_gelu_backward(be, dact, g->transform.bias, dact, h->dense);
+    op_linear_backward(be, dhidden, 0, g->transform.weight, tensor_none(), dact, h->hidden, w->transform.weight);
     arena_reset(ar, mark);
 }

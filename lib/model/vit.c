@@ -112,19 +112,37 @@ void vit_forward(backend *be, const vit_model *m, vit_acts *a, arena *ar, tensor
                          tensor_reshape(w->pos_embed, 2, TENSOR_SHAPE(T, C)));
 
     attn_params ap = vit_attn(m, (int)B, (int)T);
-    /* Inference keeps two residual buffers and gives each block's
-     * temporaries back to the arena when the block is done. */
-    tensor spare = a->inference ? arena_f32(ar, B, T, C) : tensor_none();
+    /* Each residual add is fused with the layer norm that reads its sum:
+     * proj's with norm2, fc2's with the next block's norm1 (the last block's
+     * with the final norm), so only block 0's norm1 runs alone. */
+    a->out = arena_f32(ar, B, T, C);
+    a->norm_mean = arena_f32(ar, B * T);
+    a->norm_rstd = arena_f32(ar, B * T);
+    /* Inference keeps two residual buffers and one set of norm1 outputs, and
+     * gives each block's temporaries back to the arena when it is done. */
+    tensor spare = tensor_none(), ln1 = tensor_none(), ln1_mean = tensor_none(), ln1_rstd = tensor_none();
+    if (a->inference) {
+        spare = arena_f32(ar, B, T, C);
+        ln1 = arena_f32(ar, B, T, C);
+        ln1_mean = arena_f32(ar, B * T);
+        ln1_rstd = arena_f32(ar, B * T);
+    }
+    if (m->depth > 0) {
+        vit_block_acts *ba = &a->blocks[0];
+        ba->ln1 = a->inference ? ln1 : arena_f32(ar, B, T, C);
+        ba->ln1_mean = a->inference ? ln1_mean : arena_f32(ar, B * T);
+        ba->ln1_rstd = a->inference ? ln1_rstd : arena_f32(ar, B * T);
+        op_layernorm_forward(be, ba->ln1, ba->ln1_mean, ba->ln1_rstd, x, w->blocks[0].norm1.weight,
+                             w->blocks[0].norm1.bias, m->eps);
+    } else {
+        op_layernorm_forward(be, a->out, a->norm_mean, a->norm_rstd, x, w->norm.weight, w->norm.bias, m->eps);
+    }
     for (int i = 0; i < m->depth; i++) {
         const vit_block_params *bw = &w->blocks[i];
         vit_block_acts *ba = &a->blocks[i];
         size_t block_mark = arena_mark(ar);
         ba->x_in = x;
-        /* x_mid = x + proj(attn(LN1(x))) */
-        ba->ln1 = arena_f32(ar, B, T, C);
-        ba->ln1_mean = arena_f32(ar, B * T);
-        ba->ln1_rstd = arena_f32(ar, B * T);
-        op_layernorm_forward(be, ba->ln1, ba->ln1_mean, ba->ln1_rstd, x, bw->norm1.weight, bw->norm1.bias, m->eps);
+        /* x_mid = x + proj(attn(LN1(x))); ln1 came from the previous block */
         ba->qkv = arena_f32(ar, B, T, 3 * C);
         op_linear_forward(be, ba->qkv, ba->ln1, bw->qkv.weight, bw->qkv.bias);
         ba->state = arena_f32(ar, B, m->heads, T, attention_state_cols(be, T));
@@ -134,21 +152,30 @@ void vit_forward(backend *be, const vit_model *m, vit_acts *a, arena *ar, tensor
         v.data = ba->qkv.data ? (float *)ba->qkv.data + 2 * C : NULL;
         op_attention_forward(be, &ap, ba->attn, ba->state, q, k, v, tensor_none());
         ba->x_mid = arena_f32(ar, B, T, C);
-        op_linear_forward(be, ba->x_mid, ba->attn, bw->proj.weight, bw->proj.bias);
-        op_accumulate(be, ba->x_mid, x);
-        /* x_out = x_mid + fc2(GELU(fc1(LN2(x_mid)))) */
         ba->ln2 = arena_f32(ar, B, T, C);
         ba->ln2_mean = arena_f32(ar, B * T);
         ba->ln2_rstd = arena_f32(ar, B * T);
-        op_layernorm_forward(be, ba->ln2, ba->ln2_mean, ba->ln2_rstd, ba->x_mid, bw->norm2.weight, bw->norm2.bias,
-                             m->eps);
+        op_linear_forward(be, ba->x_mid, ba->attn, bw->proj.weight, tensor_none());
+        op_residual_layernorm_forward(be, ba->ln2, ba->ln2_mean, ba->ln2_rstd, ba->x_mid, ba->x_mid, bw->proj.bias, x,
+                                      bw->norm2.weight, bw->norm2.bias, m->eps, 0.0f, 0);
+        /* x_out = x_mid + fc2(GELU(fc1(LN2(x_mid)))), and its norm */
         ba->fc1 = arena_f32(ar, B, T, m->mlp_hidden);
-        op_linear_forward(be, ba->fc1, ba->ln2, bw->fc1.weight, bw->fc1.bias);
         ba->act = arena_f32(ar, B, T, m->mlp_hidden);
-        op_gelu_forward(be, ba->act, ba->fc1);
+        op_linear_forward(be, ba->fc1, ba->ln2, bw->fc1.weight, tensor_none());
+        op_bias_gelu_forward(be, ba->act, ba->fc1, ba->fc1, bw->fc1.bias);
         tensor x_out = a->inference ? spare : arena_f32(ar, B, T, C);
-        op_linear_forward(be, x_out, ba->act, bw->fc2.weight, bw->fc2.bias);
-        op_accumulate(be, x_out, ba->x_mid);
+        int last = i == m->depth - 1;
+        vit_block_acts *next = last ? NULL : &a->blocks[i + 1];
+        const norm_params *next_norm = last ? &w->norm : &w->blocks[i + 1].norm1;
+        if (next) {
+            next->ln1 = a->inference ? ln1 : arena_f32(ar, B, T, C);
+            next->ln1_mean = a->inference ? ln1_mean : arena_f32(ar, B * T);
+            next->ln1_rstd = a->inference ? ln1_rstd : arena_f32(ar, B * T);
+        }
+        op_linear_forward(be, x_out, ba->act, bw->fc2.weight, tensor_none());
+        op_residual_layernorm_forward(be, next ? next->ln1 : a->out, next ? next->ln1_mean : a->norm_mean,
+                                      next ? next->ln1_rstd : a->norm_rstd, x_out, x_out, bw->fc2.bias, ba->x_mid,
+                                      next_norm->weight, next_norm->bias, m->eps, 0.0f, 0);
         if (a->inference) {
             spare = x;
             arena_reset(ar, block_mark);
@@ -156,10 +183,6 @@ void vit_forward(backend *be, const vit_model *m, vit_acts *a, arena *ar, tensor
         x = x_out;
     }
     a->x_final = x;
-    a->out = arena_f32(ar, B, T, C);
-    a->norm_mean = arena_f32(ar, B * T);
-    a->norm_rstd = arena_f32(ar, B * T);
-    op_layernorm_forward(be, a->out, a->norm_mean, a->norm_rstd, x, w->norm.weight, w->norm.bias, m->eps);
 }
 
 void vit_backward(backend *be, const vit_model *m, vit_acts *a, arena *ar, tensor dout)
@@ -169,10 +192,13 @@ void vit_backward(backend *be, const vit_model *m, vit_acts *a, arena *ar, tenso
     const vit_params *g = &m->g;
     size_t mark = arena_mark(ar);
 
-    /* dres carries the gradient of the residual stream down through the blocks */
+    /* dres carries the gradient of the residual stream down through the
+     * blocks. Each norm's backward is fused with the bias gradient of the
+     * linear whose output entered its sum (as in the forward pass). */
     tensor dres = arena_f32(ar, B, T, C);
-    op_layernorm_backward(be, dres, 0, g->norm.weight, g->norm.bias, dout, a->x_final, w->norm.weight, a->norm_mean,
-                          a->norm_rstd);
+    const vit_block_params *last = m->depth > 0 ? &g->blocks[m->depth - 1] : NULL;
+    op_residual_layernorm_backward(be, dres, 0, dres, last ? last->fc2.bias : tensor_none(), g->norm.weight,
+                                   g->norm.bias, dout, a->x_final, w->norm.weight, a->norm_mean, a->norm_rstd, 0.0f, 0);
     tensor dact = arena_f32(ar, B, T, H4);
     tensor dln = arena_f32(ar, B, T, C);
     tensor dattn = arena_f32(ar, B, T, C);
@@ -183,13 +209,13 @@ void vit_backward(backend *be, const vit_model *m, vit_acts *a, arena *ar, tenso
         const vit_block_params *bw = &w->blocks[i], *bg = &g->blocks[i];
         vit_block_acts *ba = &a->blocks[i];
         /* MLP branch: dres is d(x_out) = d(x_mid) through the skip */
-        op_linear_backward(be, dact, 0, bg->fc2.weight, bg->fc2.bias, dres, ba->act, bw->fc2.weight);
-        op_gelu_backward(be, dact, dact, ba->fc1);
-        op_linear_backward(be, dln, 0, bg->fc1.weight, bg->fc1.bias, dact, ba->ln2, bw->fc1.weight);
-        op_layernorm_backward(be, dres, 1, bg->norm2.weight, bg->norm2.bias, dln, ba->x_mid, bw->norm2.weight,
-                              ba->ln2_mean, ba->ln2_rstd);
+        op_linear_backward(be, dact, 0, bg->fc2.weight, tensor_none(), dres, ba->act, bw->fc2.weight);
+        op_bias_gelu_backward(be, dact, bg->fc1.bias, dact, ba->fc1);
+        op_linear_backward(be, dln, 0, bg->fc1.weight, tensor_none(), dact, ba->ln2, bw->fc1.weight);
+        op_residual_layernorm_backward(be, dres, 1, dres, bg->proj.bias, bg->norm2.weight, bg->norm2.bias, dln,
+                                       ba->x_mid, bw->norm2.weight, ba->ln2_mean, ba->ln2_rstd, 0.0f, 0);
         /* attention branch: dres is now d(x_mid) = d(x_in) through the skip */
-        op_linear_backward(be, dattn, 0, bg->proj.weight, bg->proj.bias, dres, ba->attn, bw->proj.weight);
+        op_linear_backward(be, dattn, 0, bg->proj.weight, tensor_none(), dres, ba->attn, bw->proj.weight);
         tensor q = ba->qkv, k = ba->qkv, v = ba->qkv, dq = dqkv, dk = dqkv, dv = dqkv;
         if (ba->qkv.data) {
             k.data = (float *)ba->qkv.data + C;
@@ -199,8 +225,10 @@ void vit_backward(backend *be, const vit_model *m, vit_acts *a, arena *ar, tenso
         }
         op_attention_backward(be, &ap, dq, dk, dv, scratch, dattn, ba->attn, ba->state, q, k, v, tensor_none());
         op_linear_backward(be, dln, 0, bg->qkv.weight, bg->qkv.bias, dqkv, ba->ln1, bw->qkv.weight);
-        op_layernorm_backward(be, dres, 1, bg->norm1.weight, bg->norm1.bias, dln, ba->x_in, bw->norm1.weight,
-                              ba->ln1_mean, ba->ln1_rstd);
+        /* block 0's x_in is the embedding, with no bias of a linear to take */
+        tensor dbias_prev = i > 0 ? g->blocks[i - 1].fc2.bias : tensor_none();
+        op_residual_layernorm_backward(be, dres, 1, dres, dbias_prev, bg->norm1.weight, bg->norm1.bias, dln, ba->x_in,
+                                       bw->norm1.weight, ba->ln1_mean, ba->ln1_rstd, 0.0f, 0);
     }
     /* dres = d(embedded tokens): to [CLS], positions and the patch projection */
     tensor dtokens = arena_f32(ar, B * N, C);

@@ -14,7 +14,8 @@ void cuda_backend_set_bf16(backend *be, int on);
 
 #define ALL_OPS(X)                                                                                                  \
     X(alloc) X(free) X(upload) X(download) X(copy) X(zero) X(synchronize) X(matmul) X(linear_forward)               \
-    X(linear_backward) X(gelu_forward) X(gelu_backward) X(layernorm_forward) X(layernorm_backward) X(add)          \
+    X(linear_backward) X(gelu_forward) X(gelu_backward) X(layernorm_forward) X(layernorm_backward)                  \
+    X(bias_gelu_forward) X(bias_gelu_backward) X(residual_layernorm_forward) X(residual_layernorm_backward) X(add)  \
     X(accumulate) X(scale) X(attention_forward) X(attention_backward) X(dropout_forward) X(dropout_backward)        \
     X(embedding_forward) X(embedding_backward) X(patchify) X(vit_embed_forward) X(vit_embed_backward)               \
     X(l2norm_forward) X(l2norm_backward) X(copy_rows) X(gather_rows) X(scatter_add_rows) X(div_scalar_forward)      \

@@ -73,7 +73,10 @@ struct backend_ops {
      * batched 3-D; op() transposes the last two dims when trans_* is set. */
     void (*matmul)(backend *be, tensor c, tensor a, tensor b, int trans_a, int trans_b, float alpha, float beta);
 
-    /* out (M, N) = in (M, K) * w (N, K)^T + bias (N), bias optional. */
+    /* out (M, N) = in (M, K) * w (N, K)^T + bias (N), bias optional. The bias is
+     * added to the finished product (the CPU back end: a second pass), so a
+     * linear run without its bias, followed by an op that adds it (below:
+     * bias_gelu_forward, residual_layernorm_forward), gives the same bits. */
     void (*linear_forward)(backend *be, tensor out, tensor in, tensor w, tensor bias);
     /* din (M, K) (=, or += with accumulate), dw (N, K) +=, dbias (N) +=. */
     void (*linear_backward)(backend *be, tensor din, int accumulate, tensor dw, tensor dbias, tensor dout, tensor in,
@@ -88,6 +91,41 @@ struct backend_ops {
                               float eps);
     void (*layernorm_backward)(backend *be, tensor din, int accumulate, tensor dw, tensor db, tensor dout, tensor in,
                                tensor w, tensor mean, tensor rstd);
+
+    /* The bias and GELU after a linear run without its bias, in one pass:
+     * pre (M, N) = in (M, N) + bias (N), out (M, N) = GELU(pre); pre may alias
+     * in. Backward: din (M, N) = dout * GELU'(pre), written (may alias dout);
+     * dbias (N) += column sums of din. Bit for bit the ops they replace:
+     * linear_forward with the bias then gelu_forward; gelu_backward then
+     * linear_backward's bias gradient. */
+    void (*bias_gelu_forward)(backend *be, tensor out, tensor pre, tensor in, tensor bias);
+    void (*bias_gelu_backward)(backend *be, tensor din, tensor dbias, tensor dout, tensor pre);
+
+    /* A residual sublayer's end and a layer normalisation, in one pass:
+     *   sum (M, C) = residual (M, C) + dropout(x (M, C) + bias (C))
+     *   out (M, C) = LayerNorm(sum) with w, b, eps; mean, rstd (M) saved.
+     * x is a linear's output, run without its bias when bias is given (bias
+     * data NULL: none). Dropout (p, seed) draws dropout_forward's mask, element
+     * index r * C + c, so the op equals linear_forward with the bias,
+     * dropout_forward, add and layernorm_forward, bit for bit on the CPU.
+     * sum may alias x or residual. BERT (post-norm) keeps sum for the
+     * backward and passes out on; ViT (pre-norm) passes sum on as the residual
+     * stream, and out is the next sub-block's normalised input.
+     *
+     * Backward, with g = LayerNorm's input gradient from dout:
+     *   dsum (M, C) = g, or dsum + g with accumulate (a gradient already on
+     *                 sum: ViT's residual stream); it is also d(residual);
+     *   dx (M, C)   = dropout_backward(dsum), written; may be the same tensor
+     *                 as dsum when p == 0; data NULL: not written;
+     *   dbias (C) += column sums of dx (p must be 0 when dx is not written);
+     *   dw, db (C) += as layernorm_backward.
+     * dout is only read; neither dsum nor dx may alias it. */
+    void (*residual_layernorm_forward)(backend *be, tensor out, tensor mean, tensor rstd, tensor sum, tensor x,
+                                       tensor bias, tensor residual, tensor w, tensor b, float eps, float p,
+                                       uint64_t seed);
+    void (*residual_layernorm_backward)(backend *be, tensor dsum, int accumulate, tensor dx, tensor dbias, tensor dw,
+                                        tensor db, tensor dout, tensor sum, tensor w, tensor mean, tensor rstd,
+                                        float p, uint64_t seed);
 
     /* out = a + b (out may alias a or b); acc += x. */
     void (*add)(backend *be, tensor out, tensor a, tensor b);
@@ -298,6 +336,10 @@ OPS_HOST_DEVICE static inline int32_t itm_draw_index(const float *w, int64_t n, 
 #define op_gelu_backward(be, ...) OPS_CALL(gelu_backward, be, __VA_ARGS__)
 #define op_layernorm_forward(be, ...) OPS_CALL(layernorm_forward, be, __VA_ARGS__)
 #define op_layernorm_backward(be, ...) OPS_CALL(layernorm_backward, be, __VA_ARGS__)
+#define op_bias_gelu_forward(be, ...) OPS_CALL(bias_gelu_forward, be, __VA_ARGS__)
+#define op_bias_gelu_backward(be, ...) OPS_CALL(bias_gelu_backward, be, __VA_ARGS__)
+#define op_residual_layernorm_forward(be, ...) OPS_CALL(residual_layernorm_forward, be, __VA_ARGS__)
+#define op_residual_layernorm_backward(be, ...) OPS_CALL(residual_layernorm_backward, be, __VA_ARGS__)
 #define op_add(be, ...) OPS_CALL(add, be, __VA_ARGS__)
 #define op_accumulate(be, ...) OPS_CALL(accumulate, be, __VA_ARGS__)
 #define op_scale(be, ...) OPS_CALL(scale, be, __VA_ARGS__)

@@ -76,15 +76,18 @@ static void cpu_linear_forward(backend *be, tensor out, tensor in, tensor w, ten
     int64_t m = tensor_rows(in), k = tensor_cols(in), n = w.shape[0];
     assert(w.shape[1] == k && tensor_cols(out) == n && tensor_rows(out) == m);
     float *o = F(out);
-    float beta = 0.0f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, CF(in), (int)k, CF(w), (int)k,
+                0.0f, o, (int)n);
+    /* Not in the product (beta = 1 over bias rows): OpenBLAS adds C to each
+     * K-block's partial product, so the bias would land mid-sum, where no op
+     * after the product can put it. */
     if (tensor_present(bias)) {
+        const float *bb = CF(bias);
 #pragma omp parallel for schedule(static) if (m * n > PAR_MIN)
         for (int64_t r = 0; r < m; r++)
-            memcpy(o + r * n, CF(bias), (size_t)n * sizeof(float));
-        beta = 1.0f;
+            for (int64_t c = 0; c < n; c++)
+                o[r * n + c] += bb[c];
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, CF(in), (int)k, CF(w), (int)k,
-                beta, o, (int)n);
 }
 
 /* dst[c] += sum over rows of src[r, c], rows summed in order. */
@@ -146,6 +149,25 @@ static void cpu_gelu_backward(backend *be, tensor din, tensor dout, tensor in)
         double pdf = INV_SQRT_2PI * exp(-0.5 * v * v);
         dx[i] = (float)(dy[i] * (cdf + v * pdf));
     }
+}
+
+static void cpu_bias_gelu_forward(backend *be, tensor out, tensor pre, tensor in, tensor bias)
+{
+    int64_t m = tensor_rows(in), n = tensor_cols(in);
+    const float *x = CF(in), *bb = CF(bias);
+    float *p = F(pre);
+#pragma omp parallel for schedule(static) if (m * n > PAR_MIN)
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t c = 0; c < n; c++)
+            p[r * n + c] = x[r * n + c] + bb[c];
+    cpu_gelu_forward(be, out, pre);
+}
+
+static void cpu_bias_gelu_backward(backend *be, tensor din, tensor dbias, tensor dout, tensor pre)
+{
+    cpu_gelu_backward(be, din, dout, pre);
+    if (tensor_present(dbias))
+        column_sums_add(F(dbias), CF(din), tensor_rows(din), tensor_cols(din));
 }
 
 static void cpu_add(backend *be, tensor out, tensor a, tensor b)
@@ -280,6 +302,43 @@ static void cpu_layernorm_backward(backend *be, tensor din, int accumulate, tens
             }
         }
     }
+}
+
+/* The fused residual sublayer runs the unfused ops' loops in their order:
+ * the CPU back end is the reference, and these are its arithmetic. */
+static void cpu_residual_layernorm_forward(backend *be, tensor out, tensor mean, tensor rstd, tensor sum, tensor x,
+                                           tensor bias, tensor residual, tensor w, tensor b, float eps, float p,
+                                           uint64_t seed)
+{
+    int64_t m = tensor_rows(x), c = tensor_cols(x);
+    const float *xs = CF(x), *bb = tensor_present(bias) ? CF(bias) : NULL, *res = CF(residual);
+    float *s = F(sum);
+    float keep_scale = p > 0 ? 1.0f / (1.0f - p) : 1.0f;
+#pragma omp parallel for schedule(static) if (m * c > PAR_MIN)
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t i = r * c; i < (r + 1) * c; i++) {
+            float v = bb ? xs[i] + bb[i - r * c] : xs[i];
+            if (p > 0)
+                v = dropout_keep(seed, (uint64_t)i, p) ? v * keep_scale : 0.0f;
+            s[i] = v + res[i];
+        }
+    cpu_layernorm_forward(be, out, mean, rstd, sum, w, b, eps);
+}
+
+static void cpu_residual_layernorm_backward(backend *be, tensor dsum, int accumulate, tensor dx, tensor dbias,
+                                            tensor dw, tensor db, tensor dout, tensor sum, tensor w, tensor mean,
+                                            tensor rstd, float p, uint64_t seed)
+{
+    assert(!(p > 0 && dx.data == dsum.data));
+    cpu_layernorm_backward(be, dsum, accumulate, dw, db, dout, sum, w, mean, rstd);
+    tensor grad = dsum; /* d(x): dsum through the dropout */
+    if (tensor_present(dx) && dx.data != dsum.data) {
+        cpu_dropout_backward(be, dx, dsum, p, seed);
+        grad = dx;
+    }
+    assert(p <= 0 || grad.data != dsum.data || !tensor_present(dbias));
+    if (tensor_present(dbias))
+        column_sums_add(F(dbias), CF(grad), tensor_rows(grad), tensor_cols(grad));
 }
 
 /* ---- attention ----------------------------------------------------------- */
@@ -830,6 +889,10 @@ static const struct backend_ops cpu_ops = {
     .gelu_backward = cpu_gelu_backward,
     .layernorm_forward = cpu_layernorm_forward,
     .layernorm_backward = cpu_layernorm_backward,
+    .bias_gelu_forward = cpu_bias_gelu_forward,
+    .bias_gelu_backward = cpu_bias_gelu_backward,
+    .residual_layernorm_forward = cpu_residual_layernorm_forward,
+    .residual_layernorm_backward = cpu_residual_layernorm_backward,
     .add = cpu_add,
     .accumulate = cpu_accumulate,
     .scale = cpu_scale,

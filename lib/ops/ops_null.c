@@ -31,6 +31,12 @@ NULL_OP(linear_backward, tensor din, int acc, tensor dw, tensor db, tensor dout,
 NULL_OP(unary, tensor out, tensor in)
 NULL_OP(unary_backward, tensor din, tensor dout, tensor in)
 NULL_OP(layernorm_forward, tensor out, tensor mean, tensor rstd, tensor in, tensor w, tensor b, float eps)
+NULL_OP(bias_gelu_forward, tensor out, tensor pre, tensor in, tensor bias)
+NULL_OP(bias_gelu_backward, tensor din, tensor dbias, tensor dout, tensor pre)
+NULL_OP(residual_layernorm_forward, tensor out, tensor mean, tensor rstd, tensor sum, tensor x, tensor bias,
+        tensor residual, tensor w, tensor b, float eps, float p, uint64_t seed)
+NULL_OP(residual_layernorm_backward, tensor dsum, int acc, tensor dx, tensor dbias, tensor dw, tensor db,
+        tensor dout, tensor sum, tensor w, tensor mean, tensor rstd, float p, uint64_t seed)
 NULL_OP(layernorm_backward, tensor din, int acc, tensor dw, tensor db, tensor dout, tensor in, tensor w, tensor mean,
         tensor rstd)
 NULL_OP(add, tensor out, tensor a, tensor b)
@@ -76,6 +82,10 @@ static const struct backend_ops null_ops = {
     .gelu_backward = null_unary_backward,
     .layernorm_forward = null_layernorm_forward,
     .layernorm_backward = null_layernorm_backward,
+    .bias_gelu_forward = null_bias_gelu_forward,
+    .bias_gelu_backward = null_bias_gelu_backward,
+    .residual_layernorm_forward = null_residual_layernorm_forward,
+    .residual_layernorm_backward = null_residual_layernorm_backward,
     .add = null_add,
     .accumulate = null_unary,
     .scale = null_scale,
