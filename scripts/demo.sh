@@ -89,8 +89,8 @@ echo
 
 echo "== 4. Fine-tuning for retrieval"
 # Retrieval.py's objective on the 3,000 training images (5 captions each),
-# eight epochs at 64 px; ITM sees random negatives in the first epoch, the
-# ITC-mined hard ones after. ITM learns slowly at this size: re-ranking
+# eight epochs at 64 px; ITM sees random negatives in the first three
+# epochs, the ITC-mined hard ones after. ITM learns slowly at this size: re-ranking
 # overtakes ITC alone for image->text after about seven epochs (text->image
 # stays near ITC alone). Validation after each epoch keeps the best
 # checkpoint.
@@ -99,7 +99,7 @@ rm -rf "$ft"
 start=$(date +%s)
 "$bin/albef-finetune-retrieval" --init "$ckpt" --train "$out/retrieval_train.json" \
     --val "$out/retrieval_val.json" --image-root "$out/images" --vocab "$out/vocab.txt" --out "$ft" \
-    --image-res 64 --epochs 8 --batch 32 --lr 5e-4 --min-lr 1e-5 --warmup-lr 1e-5 --random-negatives-steps 468 \
+    --image-res 64 --epochs 8 --batch 32 --lr 5e-4 --min-lr 1e-5 --warmup-lr 1e-5 --random-negatives-steps 1404 \
     --dropout 0 --no-augment --k 16 --workers 2 --log "$ft/log.jsonl"
 echo "fine-tuned in $(( $(date +%s) - start )) s; best validation epoch: $ft/checkpoint_best.safetensors"
 echo
