@@ -241,6 +241,17 @@ void check_layernorm()
                                   mean.on(s), rstd.on(s));
         });
         expect_close("layernorm_backward dx in place" + tag, dyi, 1e-4);
+        // in place with the parameter gradients, which read dy before dx overwrites it
+        assign(dyi, dy), assign(dw, dw0);
+        twin db;
+        assign(db, db0);
+        each([&](backend *be, int s) {
+            op_layernorm_backward(be, dyi.on(s), 0, dw.on(s), db.on(s), dyi.on(s), x.on(s), w.on(s), mean.on(s),
+                                  rstd.on(s));
+        });
+        expect_close("layernorm_backward in place dx" + tag, dyi, 1e-4);
+        expect_close("layernorm_backward in place dw" + tag, dw, 1e-4);
+        expect_close("layernorm_backward in place db" + tag, db, 1e-4);
     }
     expect_no_error("layernorm");
 }
