@@ -102,10 +102,12 @@ template <typename T> T __shfl_sync(unsigned mask, T v, int lane, int width = 32
 {
     return emu_shfl(mask, v, (int)(emu_lane() & ~(unsigned)(width - 1)) + (lane & (width - 1)), "__shfl_sync");
 }
+// xor may read an earlier segment, not a later one (PTX shfl.bfly: the lane
+// must not pass the end of the reader's segment)
 template <typename T> T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32)
 {
     int me = (int)emu_lane(), src = me ^ lane_mask;
-    return emu_shfl(mask, v, (src & ~(width - 1)) == (me & ~(width - 1)) ? src : me, "__shfl_xor_sync");
+    return emu_shfl(mask, v, src <= (me | (width - 1)) ? src : me, "__shfl_xor_sync");
 }
 template <typename T> T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32)
 {

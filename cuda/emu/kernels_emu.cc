@@ -692,6 +692,74 @@ void check_errors()
     emu_clear_error();
 }
 
+/* ---- the emulation itself ---------------------------------------------------------- */
+
+// Each thread's value is 100 * warp + lane; out[4 t + k] is what shuffle k gave thread t.
+__global__ void shuffle_probe_kernel(int *out, int width, int xor_mask)
+{
+    int t = threadIdx.x, v = 100 * (t >> 5) + (t & 31);
+    out[4 * t + 0] = __shfl_down_sync(0xffffffffu, v, 3, width);
+    out[4 * t + 1] = __shfl_up_sync(0xffffffffu, v, 5, width);
+    out[4 * t + 2] = __shfl_sync(0xffffffffu, v, 7, width);
+    out[4 * t + 3] = __shfl_xor_sync(0xffffffffu, v, xor_mask, width);
+}
+
+__global__ void syncthreads_or_kernel(int *out, int k)
+{
+    out[threadIdx.x] = __syncthreads_or((int)threadIdx.x == k) + 2 * __syncthreads_or(0) +
+                       4 * __syncthreads_or((int)threadIdx.x >= k);
+}
+
+// Lanes 16 and up return; the rest shuffle with the full mask (undefined on a GPU).
+__global__ void exited_lane_kernel(float *out)
+{
+    if ((threadIdx.x & 31) >= 16)
+        return;
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+}
+
+// The built-ins against CUDA's documented results (PTX shfl: down and up
+// stay in the segment, idx picks within it, xor may read earlier segments).
+void check_emulation()
+{
+    struct probe {
+        int width, xor_mask, thread, down, up, idx, xr;
+    };
+    const probe probes[] = {
+        {32, 9, 0, 3, 0, 7, 9},        {32, 9, 30, 30, 25, 7, 23},     {32, 9, 34, 105, 102, 107, 111},
+        {16, 9, 13, 13, 8, 7, 4},      {16, 9, 12, 15, 7, 7, 5},       {16, 9, 18, 21, 18, 23, 27},
+        {16, 9, 21, 24, 16, 23, 28},   {16, 17, 0, 3, 0, 7, 0},        {16, 17, 16, 19, 16, 23, 1},
+        {8, 1, 7, 7, 2, 7, 6},         {8, 1, 9, 12, 9, 15, 8},
+    };
+    std::vector<int> out(4 * 64);
+    int fails = 0;
+    for (const probe &pr : probes) {
+        cuda_launch(&emu_be, "shuffle probe", shuffle_probe_kernel, dim3(1), dim3(64), 0, out.data(), pr.width,
+                    pr.xor_mask);
+        const int *o = &out[4 * (size_t)pr.thread];
+        if (o[0] != pr.down || o[1] != pr.up || o[2] != pr.idx || o[3] != pr.xr) {
+            printf("     width %d, thread %d: down %d (%d), up %d (%d), idx %d (%d), xor %d %d (%d)\n", pr.width,
+                   pr.thread, o[0], pr.down, o[1], pr.up, o[2], pr.idx, pr.xor_mask, o[3], pr.xr);
+            fails++;
+        }
+    }
+    expect(!fails, "__shfl_down_sync, __shfl_up_sync, __shfl_sync, __shfl_xor_sync: CUDA's lanes at widths 32, 16, 8");
+    std::vector<int> ors(128);
+    bool ok = true;
+    for (int k : {0, 77, 127, 128}) {
+        cuda_launch(&emu_be, "syncthreads_or", syncthreads_or_kernel, dim3(2), dim3(128), 0, ors.data(), k);
+        for (int t = 0; t < 128; t++)
+            ok &= ors[(size_t)t] == (k < 128 ? 1 + 4 : 0);
+    }
+    expect(ok, "__syncthreads_or: 1 when any thread's predicate holds, 0 when none");
+    expect_no_error("shuffle probes");
+    std::vector<float> f(64);
+    cuda_launch(&emu_be, "exited lanes", exited_lane_kernel, dim3(1), dim3(64), 0, f.data());
+    expect(strstr(emu_error, "lanes still running") != nullptr,
+           std::string("a full-mask shuffle after half the warp returned is recorded: ") + emu_error);
+    emu_clear_error();
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -739,7 +807,7 @@ int main(int argc, char **argv)
 
     void (*groups[])() = {check_elementwise, check_layernorm, check_residual_layernorm, check_bias_gelu,
                           check_column_sums, check_reductions, check_xent,        check_rows,
-                          check_itm_negatives, check_errors};
+                          check_itm_negatives, check_errors,    check_emulation};
     for (auto g : groups) {
         emu_clear_error();
         g();
