@@ -4,7 +4,7 @@
 #   make test            install missing packages, build, run every test
 #   make demo            install missing packages, build, run the demo
 #   make cuda-check      compile and link the CUDA back end (needs nvcc, not a GPU)
-#   make cuda-emu        run the CUDA attention kernels on CPU threads against the CPU
+#   make cuda-emu        run the CUDA kernels on CPU threads against the CPU (no GPU needed)
 #   make bench           build and run the benchmarks (tables on stdout)
 #   make fuzz            build the libFuzzer targets with clang and run each one
 #   make install         programs and man pages under PREFIX (default /usr/local)
@@ -134,18 +134,35 @@ cuda-check:
 	@build/cuda/tests/test_device
 	@echo "cuda-check: CUDA back end compiled and linked (cuBLAS, cuBLASLt, NCCL)"
 
-# The attention kernels (cuda/attention.cu) run on CPU threads through the
-# emulation in cuda/emu and checked against the CPU back end: no GPU, no nvcc,
-# only a C++20 compiler. Slow (minutes); EMU_ARGS=--quick skips the large shapes.
-EMU_BIN := $(BUILD)/emu/attention_emu
-cuda-emu: $(EMU_BIN)
-	$(EMU_BIN) $(EMU_ARGS)
+# The hand-written kernels (every cuda/*.cu but the cuBLAS files ops_cuda.cu
+# and matmul_lt.cu) run on CPU threads through the emulation in cuda/emu and
+# checked against the CPU back end: no GPU, no nvcc, only a C++20 compiler.
+# attention_emu includes attention.cu; kernels_emu links the other files,
+# each compiled as C++ on its own against cuda/emu/cuda_emu.h. Slow
+# (minutes); EMU_ARGS=--quick skips the large shapes.
+EMU_KERNELS := elementwise layernorm reduce xent rows sample
+EMU_BINS := $(BUILD)/emu/attention_emu $(BUILD)/emu/kernels_emu
+cuda-emu: $(EMU_BINS)
+	$(BUILD)/emu/attention_emu $(EMU_ARGS)
+	$(BUILD)/emu/kernels_emu $(EMU_ARGS)
 
 EMU_FLAGS := -std=c++20 -O2 -g -Wall -Wextra -Werror -Wno-unknown-pragmas -Wno-missing-field-initializers -pthread \
-             -fopenmp -Ilib -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-$(EMU_BIN): cuda/emu/attention_emu.cc cuda/emu/cuda_emu.cc cuda/emu/cuda_emu.h cuda/attention.cu $(LIBALBEF)
+             -fopenmp -ffp-contract=off -Ilib -Icuda/emu/include -MMD -MP \
+             -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+EMU_RUNTIME := $(BUILD)/emu/obj/cuda_emu.o $(BUILD)/emu/obj/emu_check.o
+
+$(BUILD)/emu/obj/kernels/%.o: cuda/%.cu
 	@mkdir -p $(@D)
-	$(CXX) $(EMU_FLAGS) cuda/emu/attention_emu.cc cuda/emu/cuda_emu.cc $(LIBALBEF) $(LDLIBS_ALL) -o $@
+	$(CXX) $(EMU_FLAGS) -x c++ -include cuda/emu/cuda_emu.h -c $< -o $@
+$(BUILD)/emu/obj/%.o: cuda/emu/%.cc
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_FLAGS) -c $< -o $@
+
+$(BUILD)/emu/attention_emu: $(BUILD)/emu/obj/attention_emu.o $(EMU_RUNTIME) $(LIBALBEF)
+	$(CXX) $(EMU_FLAGS) $(filter %.o,$^) $(LIBALBEF) $(LDLIBS_ALL) -o $@
+$(BUILD)/emu/kernels_emu: $(BUILD)/emu/obj/kernels_emu.o $(EMU_KERNELS:%=$(BUILD)/emu/obj/kernels/%.o) $(EMU_RUNTIME) \
+                          $(LIBALBEF)
+	$(CXX) $(EMU_FLAGS) $(filter %.o,$^) $(LIBALBEF) $(LDLIBS_ALL) -o $@
 
 bench: deps
 	@$(MAKE) --no-print-directory benches
@@ -166,4 +183,4 @@ install: all
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/emu -name '*.d' 2>/dev/null)

@@ -182,7 +182,7 @@ __global__ void __launch_bounds__(32 * TY) attention_forward_kernel(attn_args a,
                                                                     const float *mask)
 {
     constexpr int DW = MAXD / 32; /* output dims per lane */
-    extern __shared__ float smem[];
+    float *smem = cuda_dynamic_smem();
     const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + tx;
     const int b = blockIdx.z, h = blockIdx.y, i0 = blockIdx.x * BQ;
     const int D = a.D, ld = D + 1, Tk = a.Tk;
@@ -263,7 +263,7 @@ __global__ void __launch_bounds__(32 * TY) attention_backward_query_kernel(attn_
                                                                            const float *mask)
 {
     constexpr int DW = MAXD / 32;
-    extern __shared__ float smem[];
+    float *smem = cuda_dynamic_smem();
     const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + tx;
     const int b = blockIdx.z, h = blockIdx.y, i0 = blockIdx.x * BQ;
     const int D = a.D, ld = D + 1, Tk = a.Tk;
@@ -342,7 +342,7 @@ __global__ void __launch_bounds__(32 * TY) attention_backward_key_kernel(attn_ar
                                                                          const float *mask)
 {
     constexpr int DW = MAXD / 32;
-    extern __shared__ float smem[];
+    float *smem = cuda_dynamic_smem();
     const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + tx;
     const int b = blockIdx.z, h = blockIdx.y, j0 = blockIdx.x * BK;
     const int D = a.D, ld = D + 1, Tk = a.Tk;
@@ -456,25 +456,13 @@ attn_args make_args(const attn_params *p)
     return a;
 }
 
-// Launches through cudaLaunchKernelEx rather than <<< >>> so that
-// cuda/emu can run these kernels on CPU threads. A kernel gets more than
-// 48 KB of dynamic shared memory only once its limit is raised (head_dim
-// over 64 in the backward kernels).
+// One block of (32, TY) threads per tile; more than 48 KB of dynamic shared
+// memory for head_dim over 64 in the backward kernels (cuda_launch raises
+// the kernel's limit).
 template <typename... Params, typename... Args>
 void launch(backend *be, const char *op, void (*kernel)(Params...), dim3 grid, size_t smem, Args... args)
 {
-    cudaError_t err = cudaSuccess;
-    if (smem > 48 * 1024)
-        err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (err == cudaSuccess) {
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = grid;
-        cfg.blockDim = dim3(32, TY);
-        cfg.dynamicSmemBytes = smem;
-        cfg.stream = cuda_stream(be);
-        err = cudaLaunchKernelEx(&cfg, kernel, args...);
-    }
-    cuda_record(be, err, op);
+    cuda_launch(be, op, kernel, grid, dim3(32, TY), smem, args...);
 }
 
 template <int MAXD>

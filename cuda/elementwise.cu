@@ -161,8 +161,7 @@ void cuda_gelu_forward(backend *be, tensor out, tensor in)
     int64_t n = tensor_numel(in);
     if (!n)
         return;
-    gelu_forward_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(out), cuda_cf32(in), n);
-    cuda_check_launch(be, "gelu_forward");
+    cuda_launch(be, "gelu_forward", gelu_forward_kernel, cuda_grid(be, n), 256, 0, cuda_f32(out), cuda_cf32(in), n);
 }
 
 void cuda_gelu_backward(backend *be, tensor din, tensor dout, tensor in)
@@ -170,9 +169,8 @@ void cuda_gelu_backward(backend *be, tensor din, tensor dout, tensor in)
     int64_t n = tensor_numel(in);
     if (!n || !tensor_present(din))
         return;
-    gelu_backward_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(din), cuda_cf32(dout),
-                                                                         cuda_cf32(in), n);
-    cuda_check_launch(be, "gelu_backward");
+    cuda_launch(be, "gelu_backward", gelu_backward_kernel, cuda_grid(be, n), 256, 0, cuda_f32(din), cuda_cf32(dout),
+                cuda_cf32(in), n);
 }
 
 void cuda_bias_gelu_forward(backend *be, tensor out, tensor pre, tensor in, tensor bias)
@@ -185,9 +183,8 @@ void cuda_bias_gelu_forward(backend *be, tensor out, tensor pre, tensor in, tens
                             (long long)tensor_numel(bias), (long long)cols);
         return;
     }
-    bias_gelu_forward_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(out), cuda_f32(pre),
-                                                                             cuda_cf32(in), cuda_cf32(bias), n, cols);
-    cuda_check_launch(be, "bias_gelu_forward");
+    cuda_launch(be, "bias_gelu_forward", bias_gelu_forward_kernel, cuda_grid(be, n), 256, 0, cuda_f32(out),
+                cuda_f32(pre), cuda_cf32(in), cuda_cf32(bias), n, cols);
 }
 
 void cuda_add(backend *be, tensor out, tensor a, tensor b)
@@ -195,8 +192,7 @@ void cuda_add(backend *be, tensor out, tensor a, tensor b)
     int64_t n = tensor_numel(out);
     if (!n)
         return;
-    add_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(out), cuda_cf32(a), cuda_cf32(b), n);
-    cuda_check_launch(be, "add");
+    cuda_launch(be, "add", add_kernel, cuda_grid(be, n), 256, 0, cuda_f32(out), cuda_cf32(a), cuda_cf32(b), n);
 }
 
 void cuda_accumulate(backend *be, tensor acc, tensor x) { cuda_add(be, acc, acc, x); }
@@ -206,8 +202,7 @@ void cuda_scale(backend *be, tensor x, float s)
     int64_t n = tensor_numel(x);
     if (!n)
         return;
-    scale_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(x), s, n);
-    cuda_check_launch(be, "scale");
+    cuda_launch(be, "scale", scale_kernel, cuda_grid(be, n), 256, 0, cuda_f32(x), s, n);
 }
 
 void cuda_clamp(backend *be, tensor x, float lo, float hi)
@@ -215,8 +210,7 @@ void cuda_clamp(backend *be, tensor x, float lo, float hi)
     int64_t n = tensor_numel(x);
     if (!n)
         return;
-    clamp_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(x), lo, hi, n);
-    cuda_check_launch(be, "clamp");
+    cuda_launch(be, "clamp", clamp_kernel, cuda_grid(be, n), 256, 0, cuda_f32(x), lo, hi, n);
 }
 
 void cuda_fill(backend *be, tensor x, float value)
@@ -224,8 +218,7 @@ void cuda_fill(backend *be, tensor x, float value)
     int64_t n = tensor_numel(x);
     if (!n)
         return;
-    fill_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(x), value, n);
-    cuda_check_launch(be, "fill");
+    cuda_launch(be, "fill", fill_kernel, cuda_grid(be, n), 256, 0, cuda_f32(x), value, n);
 }
 
 void cuda_fill_normal(backend *be, tensor x, float mean, float std, uint64_t seed)
@@ -233,8 +226,7 @@ void cuda_fill_normal(backend *be, tensor x, float mean, float std, uint64_t see
     int64_t n = tensor_numel(x);
     if (!n)
         return;
-    fill_normal_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(x), mean, std, seed, n);
-    cuda_check_launch(be, "fill_normal");
+    cuda_launch(be, "fill_normal", fill_normal_kernel, cuda_grid(be, n), 256, 0, cuda_f32(x), mean, std, seed, n);
 }
 
 void cuda_dropout_forward(backend *be, tensor out, tensor in, float p, uint64_t seed)
@@ -251,9 +243,8 @@ void cuda_dropout_forward(backend *be, tensor out, tensor in, float p, uint64_t 
         return;
     }
     float keep_scale = 1.0f / (1.0f - p);
-    dropout_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(out), cuda_cf32(in), seed,
-                                                                   cuda_dropout_threshold(p), keep_scale, n);
-    cuda_check_launch(be, "dropout");
+    cuda_launch(be, "dropout", dropout_kernel, cuda_grid(be, n), 256, 0, cuda_f32(out), cuda_cf32(in), seed,
+                cuda_dropout_threshold(p), keep_scale, n);
 }
 
 // The mask is regenerated from (seed, index), never stored.
@@ -267,8 +258,8 @@ void cuda_div_scalar_forward(backend *be, tensor out, tensor in, tensor s)
     int64_t n = tensor_numel(in);
     if (!n)
         return;
-    div_scalar_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(out), cuda_cf32(in), cuda_cf32(s), n);
-    cuda_check_launch(be, "div_scalar_forward");
+    cuda_launch(be, "div_scalar_forward", div_scalar_kernel, cuda_grid(be, n), 256, 0, cuda_f32(out), cuda_cf32(in),
+                cuda_cf32(s), n);
 }
 
 void cuda_cast(backend *be, tensor dst, tensor src)
@@ -287,29 +278,28 @@ void cuda_cast(backend *be, tensor dst, tensor src)
         return;
     }
     if (src.dtype == DTYPE_F32 && dst.dtype == DTYPE_BF16)
-        f32_to_bf16_kernel<<<grid, 256, 0, s>>>(static_cast<__nv_bfloat16 *>(dst.data), cuda_cf32(src), n);
+        cuda_launch(be, "cast", f32_to_bf16_kernel, grid, 256, 0, static_cast<__nv_bfloat16 *>(dst.data),
+                    cuda_cf32(src), n);
     else if (src.dtype == DTYPE_F32 && dst.dtype == DTYPE_F16)
-        f32_to_f16_kernel<<<grid, 256, 0, s>>>(static_cast<__half *>(dst.data), cuda_cf32(src), n);
+        cuda_launch(be, "cast", f32_to_f16_kernel, grid, 256, 0, static_cast<__half *>(dst.data), cuda_cf32(src), n);
     else if (src.dtype == DTYPE_BF16 && dst.dtype == DTYPE_F32)
-        bf16_to_f32_kernel<<<grid, 256, 0, s>>>(cuda_f32(dst), static_cast<const __nv_bfloat16 *>(src.data), n);
+        cuda_launch(be, "cast", bf16_to_f32_kernel, grid, 256, 0, cuda_f32(dst),
+                    static_cast<const __nv_bfloat16 *>(src.data), n);
     else if (src.dtype == DTYPE_F16 && dst.dtype == DTYPE_F32)
-        f16_to_f32_kernel<<<grid, 256, 0, s>>>(cuda_f32(dst), static_cast<const __half *>(src.data), n);
+        cuda_launch(be, "cast", f16_to_f32_kernel, grid, 256, 0, cuda_f32(dst), static_cast<const __half *>(src.data),
+                    n);
     else if (src.dtype == DTYPE_I32 && dst.dtype == DTYPE_F32)
-        i32_to_f32_kernel<<<grid, 256, 0, s>>>(cuda_f32(dst), cuda_ci32(src), n);
-    else {
+        cuda_launch(be, "cast", i32_to_f32_kernel, grid, 256, 0, cuda_f32(dst), cuda_ci32(src), n);
+    else
         cuda_record_invalid(be, "cast: %s to %s is not supported on CUDA (F32 <-> BF16/F16, I32 -> F32)",
                             dtype_name(src.dtype), dtype_name(dst.dtype));
-        return;
-    }
-    cuda_check_launch(be, "cast");
 }
 
 void cuda_round_to_bf16(backend *be, __nv_bfloat16 *dst, const float *src, int64_t n, const char *op)
 {
     if (!n)
         return;
-    f32_to_bf16_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(dst, src, n);
-    cuda_check_launch(be, op);
+    cuda_launch(be, op, f32_to_bf16_kernel, cuda_grid(be, n), 256, 0, dst, src, n);
 }
 
 void cuda_adamw(backend *be, tensor param, tensor grad, tensor m, tensor v, tensor decay, float lr, float beta1,
@@ -329,10 +319,9 @@ void cuda_adamw(backend *be, tensor param, tensor grad, tensor m, tensor v, tens
     float step_size = lr / bias1;
     float bias2_sqrt = sqrtf(bias2);
     float decayed = 1.0f - lr * weight_decay;
-    adamw_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(
-        cuda_f32(param), cuda_cf32(grad), cuda_f32(m), cuda_f32(v), static_cast<const uint8_t *>(decay.data), decayed,
-        beta1, beta2, eps, step_size, bias2_sqrt, n);
-    cuda_check_launch(be, "adamw");
+    cuda_launch(be, "adamw", adamw_kernel, cuda_grid(be, n), 256, 0, cuda_f32(param), cuda_cf32(grad), cuda_f32(m),
+                cuda_f32(v), static_cast<const uint8_t *>(decay.data), decayed, beta1, beta2, eps, step_size,
+                bias2_sqrt, n);
 }
 
 void cuda_ema(backend *be, tensor target, tensor source, float momentum)
@@ -340,6 +329,5 @@ void cuda_ema(backend *be, tensor target, tensor source, float momentum)
     int64_t n = tensor_numel(target);
     if (!n)
         return;
-    ema_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(target), cuda_cf32(source), momentum, n);
-    cuda_check_launch(be, "ema");
+    cuda_launch(be, "ema", ema_kernel, cuda_grid(be, n), 256, 0, cuda_f32(target), cuda_cf32(source), momentum, n);
 }

@@ -191,11 +191,8 @@ void launch_backward_input(backend *be, float *dx, int accumulate, float *ddrop,
                               : layernorm_backward_input_kernel<0>;
     int dropout = p > 0;
     unsigned blocks = (unsigned)((m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-    kernel<<<blocks, 32 * ROWS_PER_BLOCK, 0, cuda_stream(be)>>>(dx, accumulate, ddrop, dropout,
-                                                              cuda_dropout_threshold(p),
-                                                              dropout ? 1.0f / (1.0f - p) : 1.0f, seed, dy, x, g,
-                                                              mean, rstd, m, c);
-    cuda_check_launch(be, op);
+    cuda_launch(be, op, kernel, blocks, 32 * ROWS_PER_BLOCK, 0, dx, accumulate, ddrop, dropout,
+                cuda_dropout_threshold(p), dropout ? 1.0f / (1.0f - p) : 1.0f, seed, dy, x, g, mean, rstd, m, c);
 }
 
 // partial_w, partial_b (groups, cols): over rows [g * per_group, ...), the sums
@@ -281,15 +278,12 @@ void param_gradients(backend *be, float *dw, float *db, float *dx_sum, const flo
         return;
     float *partial_w = wb ? partial : nullptr, *partial_b = wb ? partial + plan.groups * c : nullptr;
     float *partial_x = dx_sum ? partial + (wb ? 2 : 0) * plan.groups * c : nullptr;
-    cudaStream_t s = cuda_stream(be);
     dim3 grid((unsigned)((c + CUDA_COL_TILE - 1) / CUDA_COL_TILE), (unsigned)plan.groups);
     dim3 block(CUDA_COL_TILE, CUDA_ROW_LANES);
-    layernorm_param_partials_kernel<<<grid, block, 0, s>>>(partial_w, partial_b, partial_x, dy, x, dxs, mean, rstd, m,
-                                                           c, plan.per_group);
-    cuda_check_launch(be, op);
-    layernorm_param_finish_kernel<<<cuda_grid(be, c), 256, 0, s>>>(dw, db, dx_sum, partial_w, partial_b, partial_x,
-                                                                   plan.groups, c);
-    cuda_check_launch(be, op);
+    cuda_launch(be, op, layernorm_param_partials_kernel, grid, block, 0, partial_w, partial_b, partial_x, dy, x, dxs,
+                mean, rstd, m, c, plan.per_group);
+    cuda_launch(be, op, layernorm_param_finish_kernel, cuda_grid(be, c), 256, 0, dw, db, dx_sum, partial_w, partial_b,
+                partial_x, plan.groups, c);
 }
 
 } // namespace
@@ -301,9 +295,8 @@ void cuda_layernorm_forward(backend *be, tensor out, tensor mean, tensor rstd, t
     if (!m || !c)
         return;
     unsigned blocks = (unsigned)((m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-    layernorm_forward_kernel<<<blocks, 32 * ROWS_PER_BLOCK, 0, cuda_stream(be)>>>(
-        cuda_f32(out), cuda_f32(mean), cuda_f32(rstd), cuda_cf32(in), cuda_cf32(w), cuda_cf32(b), eps, m, c);
-    cuda_check_launch(be, "layernorm_forward");
+    cuda_launch(be, "layernorm_forward", layernorm_forward_kernel, blocks, 32 * ROWS_PER_BLOCK, 0, cuda_f32(out),
+                cuda_f32(mean), cuda_f32(rstd), cuda_cf32(in), cuda_cf32(w), cuda_cf32(b), eps, m, c);
 }
 
 void cuda_layernorm_backward(backend *be, tensor din, int accumulate, tensor dw, tensor db, tensor dout, tensor in,
@@ -340,11 +333,10 @@ void cuda_residual_layernorm_forward(backend *be, tensor out, tensor mean, tenso
                   : c <= 512 ? residual_layernorm_forward_kernel<16>
                   : c <= 1024 ? residual_layernorm_forward_kernel<32>
                               : residual_layernorm_forward_kernel<0>;
-    kernel<<<blocks, 32 * ROWS_PER_BLOCK, 0, cuda_stream(be)>>>(
-        cuda_f32(out), cuda_f32(mean), cuda_f32(rstd), cuda_f32(sum), cuda_cf32(x),
-        tensor_present(bias) ? cuda_cf32(bias) : nullptr, cuda_cf32(residual), cuda_cf32(w), cuda_cf32(b), eps,
-        dropout, cuda_dropout_threshold(p), dropout ? 1.0f / (1.0f - p) : 1.0f, seed, m, c);
-    cuda_check_launch(be, "residual_layernorm_forward");
+    cuda_launch(be, "residual_layernorm_forward", kernel, blocks, 32 * ROWS_PER_BLOCK, 0, cuda_f32(out), cuda_f32(mean),
+                cuda_f32(rstd), cuda_f32(sum), cuda_cf32(x), tensor_present(bias) ? cuda_cf32(bias) : nullptr,
+                cuda_cf32(residual), cuda_cf32(w), cuda_cf32(b), eps, dropout, cuda_dropout_threshold(p),
+                dropout ? 1.0f / (1.0f - p) : 1.0f, seed, m, c);
 }
 
 void cuda_residual_layernorm_backward(backend *be, tensor dsum, int accumulate, tensor dx, tensor dbias, tensor dw,

@@ -124,16 +124,13 @@ void reduce(backend *be, int mode, float *out, const float *a, const float *b, i
     double *partials = static_cast<double *>(cuda_scratch(be, sizeof(double) * (size_t)blocks, op));
     if (!partials)
         return;
-    cudaStream_t s = cuda_stream(be);
     if (mode == REDUCE_SUM)
-        reduce_partials_kernel<REDUCE_SUM><<<blocks, REDUCE_THREADS, 0, s>>>(partials, a, b, n);
+        cuda_launch(be, "cast", reduce_partials_kernel<REDUCE_SUM>, blocks, REDUCE_THREADS, 0, partials, a, b, n);
     else if (mode == REDUCE_SUMSQ)
-        reduce_partials_kernel<REDUCE_SUMSQ><<<blocks, REDUCE_THREADS, 0, s>>>(partials, a, b, n);
+        cuda_launch(be, "cast", reduce_partials_kernel<REDUCE_SUMSQ>, blocks, REDUCE_THREADS, 0, partials, a, b, n);
     else
-        reduce_partials_kernel<REDUCE_DOT><<<blocks, REDUCE_THREADS, 0, s>>>(partials, a, b, n);
-    cuda_check_launch(be, op);
-    reduce_finish_kernel<<<1, REDUCE_THREADS, 0, s>>>(out, partials, blocks, scale, divisor);
-    cuda_check_launch(be, op);
+        cuda_launch(be, op, reduce_partials_kernel<REDUCE_DOT>, blocks, REDUCE_THREADS, 0, partials, a, b, n);
+    cuda_launch(be, op, reduce_finish_kernel, 1, REDUCE_THREADS, 0, out, partials, blocks, scale, divisor);
 }
 
 /* ---- l2norm: one warp per row ----------------------------------------------- */
@@ -195,10 +192,8 @@ void cuda_column_sums_add(backend *be, float *dst, const float *src, int64_t row
     if (!partial)
         return;
     dim3 grid((unsigned)((cols + COL_TILE - 1) / COL_TILE), (unsigned)groups), block(COL_TILE, ROW_LANES);
-    column_partials_kernel<<<grid, block, 0, cuda_stream(be)>>>(partial, src, rows, cols, per_group);
-    cuda_check_launch(be, op);
-    column_finish_kernel<<<cuda_grid(be, cols), 256, 0, cuda_stream(be)>>>(dst, partial, groups, cols);
-    cuda_check_launch(be, op);
+    cuda_launch(be, op, column_partials_kernel, grid, block, 0, partial, src, rows, cols, per_group);
+    cuda_launch(be, op, column_finish_kernel, cuda_grid(be, cols), 256, 0, dst, partial, groups, cols);
 }
 
 void cuda_bias_gelu_backward(backend *be, tensor din, tensor dbias, tensor dout, tensor pre)
@@ -220,12 +215,10 @@ void cuda_bias_gelu_backward(backend *be, tensor din, tensor dbias, tensor dout,
     if (!partial)
         return;
     dim3 grid((unsigned)((cols + COL_TILE - 1) / COL_TILE), (unsigned)plan.groups), block(COL_TILE, ROW_LANES);
-    gelu_grad_partials_kernel<<<grid, block, 0, cuda_stream(be)>>>(partial, cuda_f32(din), cuda_cf32(dout),
-                                                                   cuda_cf32(pre), rows, cols, plan.per_group);
-    cuda_check_launch(be, "bias_gelu_backward");
-    column_finish_kernel<<<cuda_grid(be, cols), 256, 0, cuda_stream(be)>>>(cuda_f32(dbias), partial, plan.groups,
-                                                                           cols);
-    cuda_check_launch(be, "bias_gelu_backward");
+    cuda_launch(be, "bias_gelu_backward", gelu_grad_partials_kernel, grid, block, 0, partial, cuda_f32(din),
+                cuda_cf32(dout), cuda_cf32(pre), rows, cols, plan.per_group);
+    cuda_launch(be, "bias_gelu_backward", column_finish_kernel, cuda_grid(be, cols), 256, 0, cuda_f32(dbias), partial,
+                plan.groups, cols);
 }
 
 void cuda_reduce_sum(backend *be, tensor out, tensor in, float scale)
@@ -255,9 +248,8 @@ void cuda_l2norm_forward(backend *be, tensor out, tensor norms, tensor in)
     if (!m)
         return;
     unsigned blocks = (unsigned)((m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-    l2norm_forward_kernel<<<blocks, 32 * ROWS_PER_BLOCK, 0, cuda_stream(be)>>>(cuda_f32(out), cuda_f32(norms),
-                                                                                cuda_cf32(in), m, c);
-    cuda_check_launch(be, "l2norm_forward");
+    cuda_launch(be, "l2norm_forward", l2norm_forward_kernel, blocks, 32 * ROWS_PER_BLOCK, 0, cuda_f32(out),
+                cuda_f32(norms), cuda_cf32(in), m, c);
 }
 
 void cuda_l2norm_backward(backend *be, tensor din, tensor dout, tensor out, tensor norms)
@@ -266,7 +258,6 @@ void cuda_l2norm_backward(backend *be, tensor din, tensor dout, tensor out, tens
     if (!m || !tensor_present(din))
         return;
     unsigned blocks = (unsigned)((m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-    l2norm_backward_kernel<<<blocks, 32 * ROWS_PER_BLOCK, 0, cuda_stream(be)>>>(
-        cuda_f32(din), cuda_cf32(dout), cuda_cf32(out), cuda_cf32(norms), m, c);
-    cuda_check_launch(be, "l2norm_backward");
+    cuda_launch(be, "l2norm_backward", l2norm_backward_kernel, blocks, 32 * ROWS_PER_BLOCK, 0, cuda_f32(din),
+                cuda_cf32(dout), cuda_cf32(out), cuda_cf32(norms), m, c);
 }

@@ -161,9 +161,8 @@ void scatter_add(backend *be, float *dst, int64_t dst_rows, const float *src, co
         return;
     int64_t chunks = (row + 255) / 256;
     dim3 grid((unsigned)n, (unsigned)(chunks < 65535 ? chunks : 65535));
-    scatter_add_rows_kernel<<<grid, 256, 0, cuda_stream(be)>>>(dst, dst_rows, src, idx, n, row,
-                                                               cuda_device_status(be), bad_bit);
-    cuda_check_launch(be, op);
+    cuda_launch(be, op, scatter_add_rows_kernel, grid, 256, 0, dst, dst_rows, src, idx, n, row, cuda_device_status(be),
+                bad_bit);
 }
 
 } // namespace
@@ -173,11 +172,10 @@ void cuda_embedding_forward(backend *be, tensor out, tensor ids, tensor word, te
     int64_t bsz = ids.shape[0], t = ids.shape[1], c = tensor_cols(word);
     if (!bsz || !t || !c)
         return;
-    embedding_forward_kernel<<<cuda_grid(be, bsz * t * c), 256, 0, cuda_stream(be)>>>(
-        cuda_f32(out), cuda_ci32(ids), cuda_cf32(word), cuda_cf32(pos),
-        tensor_present(type_row) ? cuda_cf32(type_row) : nullptr, bsz * t, t, c, word.shape[0],
-        cuda_device_status(be));
-    cuda_check_launch(be, "embedding_forward");
+    cuda_launch(be, "embedding_forward", embedding_forward_kernel, cuda_grid(be, bsz * t * c), 256, 0, cuda_f32(out),
+                cuda_ci32(ids), cuda_cf32(word), cuda_cf32(pos),
+                tensor_present(type_row) ? cuda_cf32(type_row) : nullptr, bsz * t, t, c, word.shape[0],
+                cuda_device_status(be));
 }
 
 void cuda_embedding_backward(backend *be, tensor dword, tensor dpos, tensor dtype_row, tensor dout, tensor ids)
@@ -189,14 +187,12 @@ void cuda_embedding_backward(backend *be, tensor dword, tensor dpos, tensor dtyp
         scatter_add(be, cuda_f32(dword), dword.shape[0], cuda_cf32(dout), cuda_ci32(ids), bsz * t, c,
                     CUDA_STATUS_BAD_TOKEN, "embedding_backward");
     if (tensor_present(dpos)) {
-        position_grad_kernel<<<cuda_grid(be, t * c), 256, 0, cuda_stream(be)>>>(cuda_f32(dpos), cuda_cf32(dout), bsz,
-                                                                                t, c);
-        cuda_check_launch(be, "embedding_backward");
+        cuda_launch(be, "embedding_backward", position_grad_kernel, cuda_grid(be, t * c), 256, 0, cuda_f32(dpos),
+                    cuda_cf32(dout), bsz, t, c);
     }
     if (tensor_present(dtype_row)) {
-        all_rows_grad_kernel<<<cuda_grid(be, c, 128), 128, 0, cuda_stream(be)>>>(cuda_f32(dtype_row),
-                                                                                  cuda_cf32(dout), bsz * t, c);
-        cuda_check_launch(be, "embedding_backward");
+        cuda_launch(be, "embedding_backward", all_rows_grad_kernel, cuda_grid(be, c, 128), 128, 0, cuda_f32(dtype_row),
+                    cuda_cf32(dout), bsz * t, c);
     }
 }
 
@@ -209,10 +205,8 @@ void cuda_patchify(backend *be, tensor patches, tensor images, int patch)
         cuda_record_invalid(be, "patchify: patch size %d", patch);
         return;
     }
-    patchify_kernel<<<cuda_grid(be, n), 256, 0, cuda_stream(be)>>>(cuda_f32(patches), cuda_cf32(images),
-                                                                    images.shape[0], images.shape[1], images.shape[2],
-                                                                    images.shape[3], patch);
-    cuda_check_launch(be, "patchify");
+    cuda_launch(be, "patchify", patchify_kernel, cuda_grid(be, n), 256, 0, cuda_f32(patches), cuda_cf32(images),
+                images.shape[0], images.shape[1], images.shape[2], images.shape[3], patch);
 }
 
 void cuda_vit_embed_forward(backend *be, tensor out, tensor patch_tokens, tensor cls, tensor pos)
@@ -220,9 +214,8 @@ void cuda_vit_embed_forward(backend *be, tensor out, tensor patch_tokens, tensor
     int64_t bsz = out.shape[0], t = out.shape[1], c = out.shape[2];
     if (!bsz || !t || !c)
         return;
-    vit_embed_forward_kernel<<<cuda_grid(be, bsz * t * c), 256, 0, cuda_stream(be)>>>(
-        cuda_f32(out), cuda_cf32(patch_tokens), cuda_cf32(cls), cuda_cf32(pos), bsz, t, c);
-    cuda_check_launch(be, "vit_embed_forward");
+    cuda_launch(be, "vit_embed_forward", vit_embed_forward_kernel, cuda_grid(be, bsz * t * c), 256, 0, cuda_f32(out),
+                cuda_cf32(patch_tokens), cuda_cf32(cls), cuda_cf32(pos), bsz, t, c);
 }
 
 void cuda_vit_embed_backward(backend *be, tensor dpatch_tokens, tensor dcls, tensor dpos, tensor dout)
@@ -230,20 +223,18 @@ void cuda_vit_embed_backward(backend *be, tensor dpatch_tokens, tensor dcls, ten
     int64_t bsz = dout.shape[0], t = dout.shape[1], c = dout.shape[2];
     if (!bsz || !t || !c)
         return;
-    cudaStream_t s = cuda_stream(be);
     if (tensor_present(dpatch_tokens) && t > 1) {
-        vit_embed_tokens_grad_kernel<<<cuda_grid(be, bsz * (t - 1) * c), 256, 0, s>>>(cuda_f32(dpatch_tokens),
-                                                                                       cuda_cf32(dout), bsz, t, c);
-        cuda_check_launch(be, "vit_embed_backward");
+        cuda_launch(be, "vit_embed_backward", vit_embed_tokens_grad_kernel, cuda_grid(be, bsz * (t - 1) * c), 256, 0,
+                    cuda_f32(dpatch_tokens), cuda_cf32(dout), bsz, t, c);
     }
     if (tensor_present(dcls)) {
-        vit_embed_cls_grad_kernel<<<cuda_grid(be, c, 128), 128, 0, s>>>(cuda_f32(dcls), cuda_cf32(dout), bsz, t, c);
-        cuda_check_launch(be, "vit_embed_backward");
+        cuda_launch(be, "vit_embed_backward", vit_embed_cls_grad_kernel, cuda_grid(be, c, 128), 128, 0, cuda_f32(dcls),
+                    cuda_cf32(dout), bsz, t, c);
     }
     if (tensor_present(dpos)) {
         // the per-position sums over the batch are the embedding's position gradient
-        position_grad_kernel<<<cuda_grid(be, t * c), 256, 0, s>>>(cuda_f32(dpos), cuda_cf32(dout), bsz, t, c);
-        cuda_check_launch(be, "vit_embed_backward");
+        cuda_launch(be, "vit_embed_backward", position_grad_kernel, cuda_grid(be, t * c), 256, 0, cuda_f32(dpos),
+                    cuda_cf32(dout), bsz, t, c);
     }
 }
 
@@ -252,9 +243,8 @@ void cuda_copy_rows(backend *be, tensor dst, int64_t dst_stride, tensor src, int
 {
     if (!rows || !cols)
         return;
-    copy_rows_kernel<<<cuda_grid(be, rows * cols), 256, 0, cuda_stream(be)>>>(
-        cuda_f32(dst), dst_stride, cuda_cf32(src), src_stride, rows, cols, accumulate);
-    cuda_check_launch(be, "copy_rows");
+    cuda_launch(be, "copy_rows", copy_rows_kernel, cuda_grid(be, rows * cols), 256, 0, cuda_f32(dst), dst_stride,
+                cuda_cf32(src), src_stride, rows, cols, accumulate);
 }
 
 void cuda_gather_rows(backend *be, tensor out, tensor in, tensor idx)
@@ -262,9 +252,8 @@ void cuda_gather_rows(backend *be, tensor out, tensor in, tensor idx)
     int64_t n = idx.shape[0], row = in.shape[0] ? tensor_numel(in) / in.shape[0] : 0;
     if (!n || !row)
         return;
-    gather_rows_kernel<<<cuda_grid(be, n * row), 256, 0, cuda_stream(be)>>>(
-        cuda_f32(out), cuda_cf32(in), cuda_ci32(idx), n, row, in.shape[0], cuda_device_status(be));
-    cuda_check_launch(be, "gather_rows");
+    cuda_launch(be, "gather_rows", gather_rows_kernel, cuda_grid(be, n * row), 256, 0, cuda_f32(out), cuda_cf32(in),
+                cuda_ci32(idx), n, row, in.shape[0], cuda_device_status(be));
 }
 
 void cuda_scatter_add_rows(backend *be, tensor dst, tensor src, tensor idx)

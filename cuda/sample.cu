@@ -45,8 +45,7 @@ void cuda_itm_negatives(backend *be, tensor w, tensor neg, tensor logits, tensor
         return;
     }
     const int threads = 64;
-    itm_negatives_kernel<<<(unsigned)((b + threads - 1) / threads), threads, 0, cuda_stream(be)>>>(
-        cuda_f32(w), static_cast<int32_t *>(neg.data), cuda_cf32(logits), b, n,
-        tensor_present(same) ? cuda_ci32(same) : nullptr, uniform, seed);
-    cuda_check_launch(be, "itm_negatives");
+    cuda_launch(be, "itm_negatives", itm_negatives_kernel, (unsigned)((b + threads - 1) / threads), threads, 0,
+                cuda_f32(w), static_cast<int32_t *>(neg.data), cuda_cf32(logits), b, n,
+                tensor_present(same) ? cuda_ci32(same) : nullptr, uniform, seed);
 }

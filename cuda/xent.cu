@@ -93,8 +93,8 @@ void cuda_softmax_rows(backend *be, tensor out, tensor in)
     int64_t m = tensor_rows(in), c = tensor_cols(in);
     if (!m || !c)
         return;
-    softmax_rows_kernel<<<(unsigned)m, threads_for(c), 0, cuda_stream(be)>>>(cuda_f32(out), cuda_cf32(in), c);
-    cuda_check_launch(be, "softmax_rows");
+    cuda_launch(be, "softmax_rows", softmax_rows_kernel, (unsigned)m, threads_for(c), 0, cuda_f32(out), cuda_cf32(in),
+                c);
 }
 
 void cuda_softmax_xent(backend *be, const xent_params *p, tensor loss, tensor dlogits, tensor logits, tensor labels,
@@ -104,8 +104,8 @@ void cuda_softmax_xent(backend *be, const xent_params *p, tensor loss, tensor dl
     if (!m || !c)
         return;
     xent_args a = {p->hard_weight, p->soft_weight, p->grad_scale};
-    softmax_xent_kernel<<<(unsigned)m, threads_for(c), 0, cuda_stream(be)>>>(
-        a, cuda_f32(loss), tensor_present(dlogits) ? cuda_f32(dlogits) : nullptr, cuda_cf32(logits),
-        tensor_present(labels) ? cuda_ci32(labels) : nullptr, tensor_present(soft) ? cuda_cf32(soft) : nullptr, c);
-    cuda_check_launch(be, "softmax_xent");
+    cuda_launch(be, "softmax_xent", softmax_xent_kernel, (unsigned)m, threads_for(c), 0, a, cuda_f32(loss),
+                tensor_present(dlogits) ? cuda_f32(dlogits) : nullptr, cuda_cf32(logits),
+                tensor_present(labels) ? cuda_ci32(labels) : nullptr, tensor_present(soft) ? cuda_cf32(soft) : nullptr,
+                c);
 }

@@ -201,6 +201,8 @@ static double ln_loss(void *p)
     return dot(c->y, c->r, c->m * c->c);
 }
 
+static void assert_same_bits(const char *name, const float *a, const float *b, int64_t n);
+
 static void test_layernorm_backward(void **state)
 {
     (void)state;
@@ -226,6 +228,20 @@ static void test_layernorm_backward(void **state)
         check_grad("layernorm dx", c.x, c.m * c.c, dx, ln_loss, &c, EPS, TOL);
         check_grad("layernorm dw", c.w, c.c, dw, ln_loss, &c, EPS, TOL);
         check_grad("layernorm db", c.b, c.c, db, ln_loss, &c, EPS, TOL);
+        /* in place (din over dout): the same bits, the parameter gradients too */
+        float *g = zeros(c.m * c.c), *dw2 = zeros(c.c), *db2 = zeros(c.c);
+        memcpy(g, c.r, sizeof(float) * (size_t)(c.m * c.c));
+        memset(dw, 0, sizeof(float) * (size_t)c.c), memset(db, 0, sizeof(float) * (size_t)c.c);
+        op_layernorm_backward(backend_cpu(), tensor_f32(dx, c.m, c.c), 0, tensor_f32(dw, c.c), tensor_f32(db, c.c),
+                              tensor_f32(c.r, c.m, c.c), tensor_f32(c.x, c.m, c.c), tensor_f32(c.w, c.c),
+                              tensor_f32(c.mean, c.m), tensor_f32(c.rstd, c.m));
+        op_layernorm_backward(backend_cpu(), tensor_f32(g, c.m, c.c), 0, tensor_f32(dw2, c.c), tensor_f32(db2, c.c),
+                              tensor_f32(g, c.m, c.c), tensor_f32(c.x, c.m, c.c), tensor_f32(c.w, c.c),
+                              tensor_f32(c.mean, c.m), tensor_f32(c.rstd, c.m));
+        assert_same_bits("layernorm_backward in place dx", g, dx, c.m * c.c);
+        assert_same_bits("layernorm_backward in place dw", dw2, dw, c.c);
+        assert_same_bits("layernorm_backward in place db", db2, db, c.c);
+        free(g), free(dw2), free(db2);
         free(c.x), free(c.w), free(c.b), free(c.y), free(c.mean), free(c.rstd), free(c.r), free(dx), free(dw),
             free(db);
     }

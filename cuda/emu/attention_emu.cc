@@ -10,11 +10,6 @@
 // Exit status 0 when every check passes, 1 otherwise.
 #include "cuda_emu.h"
 
-namespace {
-// the kernels' dynamic shared memory (see cuda_emu.h)
-float smem[EMU_SMEM_LIMIT / sizeof(float)];
-} // namespace
-
 #include "../attention.cu"
 
 #include <cstdlib>
@@ -24,7 +19,7 @@ namespace {
 
 // the CUDA back end's attention ops, alone in a table
 backend_ops emu_ops;
-backend emu_backend = {&emu_ops, BACKEND_CUDA, "cuda (emulated)", nullptr, ATTN_LAYOUT_LSE};
+backend emu_backend;
 int failures;
 
 tensor host_tensor(std::vector<float> &buf, std::initializer_list<int64_t> shape)
@@ -268,7 +263,7 @@ void run_errors()
 int main(int argc, char **argv)
 {
     bool quick = argc > 1 && !strcmp(argv[1], "--quick");
-    emu_set_shared_memory(smem, sizeof smem);
+    emu_backend_init(&emu_backend, &emu_ops, 4);
     emu_ops.attention_forward = cuda_attention_forward;
     emu_ops.attention_backward = cuda_attention_backward;
     for (const attn_case &c : cases) {

@@ -86,7 +86,8 @@ struct backend_ops {
     void (*gelu_forward)(backend *be, tensor out, tensor in);
     void (*gelu_backward)(backend *be, tensor din, tensor dout, tensor in);
 
-    /* Layer normalisation over the last dim; saves mean and rstd (M). */
+    /* Layer normalisation over the last dim; saves mean and rstd (M).
+     * Backward: din may alias dout. */
     void (*layernorm_forward)(backend *be, tensor out, tensor mean, tensor rstd, tensor in, tensor w, tensor b,
                               float eps);
     void (*layernorm_backward)(backend *be, tensor din, int accumulate, tensor dw, tensor db, tensor dout, tensor in,

@@ -259,6 +259,27 @@ static void cpu_layernorm_backward(backend *be, tensor din, int accumulate, tens
     (void)be;
     int64_t m = tensor_rows(in), c = tensor_cols(in);
     const float *x = CF(in), *g = CF(w), *dy = CF(dout), *mu = CF(mean), *rs = CF(rstd);
+    /* the parameter gradients first: they read dout, which din may overwrite */
+    if (tensor_present(dw) || tensor_present(db)) {
+        float *dg = tensor_present(dw) ? F(dw) : NULL, *dbb = tensor_present(db) ? F(db) : NULL;
+#pragma omp parallel for schedule(static) if (m * c > PAR_MIN)
+        for (int64_t c0 = 0; c0 < c; c0 += 64) {
+            int64_t c1 = c0 + 64 < c ? c0 + 64 : c;
+            double ag[64] = {0}, ab[64] = {0};
+            for (int64_t r = 0; r < m; r++)
+                for (int64_t i = c0; i < c1; i++) {
+                    double n = (x[r * c + i] - mu[r]) * (double)rs[r];
+                    ag[i - c0] += dy[r * c + i] * n;
+                    ab[i - c0] += dy[r * c + i];
+                }
+            for (int64_t i = c0; i < c1; i++) {
+                if (dg)
+                    dg[i] += (float)ag[i - c0];
+                if (dbb)
+                    dbb[i] += (float)ab[i - c0];
+            }
+        }
+    }
     if (tensor_present(din)) {
         float *dx = F(din);
 #pragma omp parallel for schedule(static) if (m * c > PAR_MIN)
@@ -279,26 +300,6 @@ static void cpu_layernorm_backward(backend *be, tensor din, int accumulate, tens
                 double dn = (double)dyr[i] * g[i];
                 float v = (float)((dn - mean_dn - n * mean_dn_n) * rs[r]);
                 dxr[i] = accumulate ? dxr[i] + v : v;
-            }
-        }
-    }
-    if (tensor_present(dw) || tensor_present(db)) {
-        float *dg = tensor_present(dw) ? F(dw) : NULL, *dbb = tensor_present(db) ? F(db) : NULL;
-#pragma omp parallel for schedule(static) if (m * c > PAR_MIN)
-        for (int64_t c0 = 0; c0 < c; c0 += 64) {
-            int64_t c1 = c0 + 64 < c ? c0 + 64 : c;
-            double ag[64] = {0}, ab[64] = {0};
-            for (int64_t r = 0; r < m; r++)
-                for (int64_t i = c0; i < c1; i++) {
-                    double n = (x[r * c + i] - mu[r]) * (double)rs[r];
-                    ag[i - c0] += dy[r * c + i] * n;
-                    ab[i - c0] += dy[r * c + i];
-                }
-            for (int64_t i = c0; i < c1; i++) {
-                if (dg)
-                    dg[i] += (float)ag[i - c0];
-                if (dbb)
-                    dbb[i] += (float)ab[i - c0];
             }
         }
     }
