@@ -2,10 +2,10 @@
 # The albef demo, run by `make demo` after the build:
 #   scripts/demo.sh BUILD
 # 1. writes the synthetic shapes data set into demo/data,
-# 2. pre-trains the tiny model on it from random weights (about 2 minutes
+# 2. pre-trains the tiny model on it from random weights (about 2.5 minutes
 #    on 2 cores), logging to demo/run/log.jsonl,
 # 3. evaluates zero-shot image-text retrieval on the held-out test images,
-# 4. fine-tunes the model for retrieval (albef-finetune-retrieval, about 6
+# 4. fine-tunes the model for retrieval (albef-finetune-retrieval, about 7
 #    minutes on 2 cores) and evaluates it the same way.
 set -eu
 
