@@ -12,6 +12,22 @@ namespace {
 #define COL_TILE CUDA_COL_TILE
 #define ROW_LANES CUDA_ROW_LANES
 
+// The block's last step: its ROW_LANES lanes' sums of column c, added in
+// lane order, into partial[g][c].
+__device__ __forceinline__ void store_column_partial(float (*acc)[COL_TILE + 1], float s, float *partial, int64_t g,
+                                                     int64_t cols, int64_t c)
+{
+    int tx = threadIdx.x, ty = threadIdx.y;
+    acc[ty][tx] = s;
+    __syncthreads();
+    if (ty == 0 && c < cols) {
+        float t = 0.0f;
+        for (int l = 0; l < ROW_LANES; l++)
+            t += acc[l][tx];
+        partial[g * cols + c] = t;
+    }
+}
+
 // partial (groups, cols): sums of src over rows [g * per_group, (g + 1) * per_group).
 __global__ void column_partials_kernel(float *partial, const float *src, int64_t rows, int64_t cols,
                                        int64_t per_group)
@@ -24,14 +40,7 @@ __global__ void column_partials_kernel(float *partial, const float *src, int64_t
     if (c < cols)
         for (int64_t r = r0 + ty; r < r1; r += ROW_LANES)
             s += src[r * cols + c];
-    acc[ty][tx] = s;
-    __syncthreads();
-    if (ty == 0 && c < cols) {
-        float t = 0.0f;
-        for (int l = 0; l < ROW_LANES; l++)
-            t += acc[l][tx];
-        partial[g * cols + c] = t;
-    }
+    store_column_partial(acc, s, partial, g, cols, c);
 }
 
 // column_partials_kernel's sums of din = dout * GELU'(pre), written on the
@@ -51,14 +60,7 @@ __global__ void gelu_grad_partials_kernel(float *partial, float *din, const floa
             din[r * cols + c] = d;
             s += d;
         }
-    acc[ty][tx] = s;
-    __syncthreads();
-    if (ty == 0 && c < cols) {
-        float t = 0.0f;
-        for (int l = 0; l < ROW_LANES; l++)
-            t += acc[l][tx];
-        partial[g * cols + c] = t;
-    }
+    store_column_partial(acc, s, partial, g, cols, c);
 }
 
 __global__ void column_finish_kernel(float *dst, const float *partial, int64_t groups, int64_t cols)
