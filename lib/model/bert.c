@@ -235,7 +235,7 @@ void bert_forward(backend *be, const bert_model *m, bert_acts *a, arena *ar, con
         la->seed_self_attn = a->p_attn > 0 ? dropout_next_seed(dropout) : 0;
         attn_params sp = bert_attn(m, (int)B, (int)L, (int)L, m->causal, a->p_attn, la->seed_self_attn);
         la->state = arena_f32(ar, B, cfg->num_attention_heads, L, attention_state_cols(be, L));
-        la->ctx = arena_f32(ar, B, L, C);
+        la->ctx = arena_act(ar, be, B, L, C);
         op_attention_forward(be, &sp, la->ctx, la->state, la->q, la->k, la->v, in->text_mask);
         la->h1_pre = arena_f32(ar, B, L, C);
         la->h1 = arena_f32(ar, B, L, C);
@@ -262,7 +262,7 @@ void bert_forward(backend *be, const bert_model *m, bert_acts *a, arena *ar, con
             attn_params cp = bert_attn(m, (int)B, (int)L, (int)S, 0, a->p_attn, la->seed_cross_attn);
             cp.kv_shared = in->enc_shared;
             la->cstate = arena_f32(ar, B, cfg->num_attention_heads, L, attention_state_cols(be, S));
-            la->cctx = arena_f32(ar, B, L, C);
+            la->cctx = arena_act(ar, be, B, L, C);
             op_attention_forward(be, &cp, la->cctx, la->cstate, la->cq, la->ck, la->cv, in->enc_mask[e]);
             la->h2_pre = arena_f32(ar, B, L, C);
             la->h2 = arena_f32(ar, B, L, C);
@@ -275,7 +275,7 @@ void bert_forward(backend *be, const bert_model *m, bert_acts *a, arena *ar, con
         }
         /* feed-forward */
         la->inter = arena_f32(ar, B, L, I);
-        la->act = arena_f32(ar, B, L, I);
+        la->act = arena_act(ar, be, B, L, I);
         op_linear_forward(be, la->inter, h, lw->intermediate.weight, tensor_none());
         op_bias_gelu_forward(be, la->act, la->inter, la->inter, lw->intermediate.bias);
         la->y_pre = arena_f32(ar, B, L, C);
@@ -413,7 +413,7 @@ void bert_mlm_forward(backend *be, const bert_model *m, mlm_head_acts *h, arena 
     h->hidden = hidden;
     h->dense = arena_f32(ar, R, C);
     h->act = arena_f32(ar, R, C);
-    h->norm = arena_f32(ar, R, C);
+    h->norm = arena_act(ar, be, R, C);
     h->norm_mean = arena_f32(ar, R);
     h->norm_rstd = arena_f32(ar, R);
     h->logits = arena_f32(ar, R, V);

@@ -52,7 +52,9 @@ typedef struct {
     bert_params w, g;
 } bert_model;
 
-/* Per-layer activations kept for the backward pass. */
+/* Per-layer activations kept for the backward pass. ctx, cctx and act (and
+ * the MLM head's norm) are read by matrix products only: they are stored in
+ * the back end's act_dtype (bf16 in bf16 mode), the rest in fp32. */
 typedef struct {
     tensor x_in;                          /* (B, L, C) */
     tensor q, k, v, state, ctx;           /* self-attention; state: see attention_forward */

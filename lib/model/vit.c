@@ -123,13 +123,13 @@ void vit_forward(backend *be, const vit_model *m, vit_acts *a, arena *ar, tensor
     tensor spare = tensor_none(), ln1 = tensor_none(), ln1_mean = tensor_none(), ln1_rstd = tensor_none();
     if (a->inference) {
         spare = arena_f32(ar, B, T, C);
-        ln1 = arena_f32(ar, B, T, C);
+        ln1 = arena_act(ar, be, B, T, C);
         ln1_mean = arena_f32(ar, B * T);
         ln1_rstd = arena_f32(ar, B * T);
     }
     if (m->depth > 0) {
         vit_block_acts *ba = &a->blocks[0];
-        ba->ln1 = a->inference ? ln1 : arena_f32(ar, B, T, C);
+        ba->ln1 = a->inference ? ln1 : arena_act(ar, be, B, T, C);
         ba->ln1_mean = a->inference ? ln1_mean : arena_f32(ar, B * T);
         ba->ln1_rstd = a->inference ? ln1_rstd : arena_f32(ar, B * T);
         op_layernorm_forward(be, ba->ln1, ba->ln1_mean, ba->ln1_rstd, x, w->blocks[0].norm1.weight,
@@ -146,13 +146,13 @@ void vit_forward(backend *be, const vit_model *m, vit_acts *a, arena *ar, tensor
         ba->qkv = arena_f32(ar, B, T, 3 * C);
         op_linear_forward(be, ba->qkv, ba->ln1, bw->qkv.weight, bw->qkv.bias);
         ba->state = arena_f32(ar, B, m->heads, T, attention_state_cols(be, T));
-        ba->attn = arena_f32(ar, B, T, C);
+        ba->attn = arena_act(ar, be, B, T, C);
         tensor q = ba->qkv, k = ba->qkv, v = ba->qkv;
         k.data = ba->qkv.data ? (float *)ba->qkv.data + C : NULL;
         v.data = ba->qkv.data ? (float *)ba->qkv.data + 2 * C : NULL;
         op_attention_forward(be, &ap, ba->attn, ba->state, q, k, v, tensor_none());
         ba->x_mid = arena_f32(ar, B, T, C);
-        ba->ln2 = arena_f32(ar, B, T, C);
+        ba->ln2 = arena_act(ar, be, B, T, C);
         ba->ln2_mean = arena_f32(ar, B * T);
         ba->ln2_rstd = arena_f32(ar, B * T);
         op_linear_forward(be, ba->x_mid, ba->attn, bw->proj.weight, tensor_none());
@@ -160,7 +160,7 @@ void vit_forward(backend *be, const vit_model *m, vit_acts *a, arena *ar, tensor
                                       bw->norm2.weight, bw->norm2.bias, m->eps, 0.0f, 0);
         /* x_out = x_mid + fc2(GELU(fc1(LN2(x_mid)))), and its norm */
         ba->fc1 = arena_f32(ar, B, T, m->mlp_hidden);
-        ba->act = arena_f32(ar, B, T, m->mlp_hidden);
+        ba->act = arena_act(ar, be, B, T, m->mlp_hidden);
         op_linear_forward(be, ba->fc1, ba->ln2, bw->fc1.weight, tensor_none());
         op_bias_gelu_forward(be, ba->act, ba->fc1, ba->fc1, bw->fc1.bias);
         tensor x_out = a->inference ? spare : arena_f32(ar, B, T, C);
@@ -168,7 +168,7 @@ void vit_forward(backend *be, const vit_model *m, vit_acts *a, arena *ar, tensor
         vit_block_acts *next = last ? NULL : &a->blocks[i + 1];
         const norm_params *next_norm = last ? &w->norm : &w->blocks[i + 1].norm1;
         if (next) {
-            next->ln1 = a->inference ? ln1 : arena_f32(ar, B, T, C);
+            next->ln1 = a->inference ? ln1 : arena_act(ar, be, B, T, C);
             next->ln1_mean = a->inference ? ln1_mean : arena_f32(ar, B * T);
             next->ln1_rstd = a->inference ? ln1_rstd : arena_f32(ar, B * T);
         }

@@ -30,7 +30,9 @@ typedef struct {
     vit_params g; /* gradients (data NULL when the model does not train) */
 } vit_model;
 
-/* What a forward pass keeps for its backward pass. */
+/* What a forward pass keeps for its backward pass. ln1, attn, ln2 and act
+ * are read by matrix products only: they are stored in the back end's
+ * act_dtype (bf16 in bf16 mode), the rest in fp32. */
 typedef struct {
     tensor x_in;                  /* (B, T, C) block input, the residual stream */
     tensor ln1, ln1_mean, ln1_rstd;

@@ -26,6 +26,10 @@ void arena_free(arena *a);
 
 tensor arena_tensor(arena *a, albef_dtype dtype, int ndim, const int64_t *shape);
 #define arena_f32(a, ...) arena_tensor((a), DTYPE_F32, TENSOR_NDIM(__VA_ARGS__), TENSOR_SHAPE(__VA_ARGS__))
+/* An activation that only matrix products read, in the back end's
+ * act_dtype (bf16 in bf16 mode; see ops.h). */
+#define arena_act(a, be, ...)                                                                                       \
+    arena_tensor((a), (be)->act_dtype, TENSOR_NDIM(__VA_ARGS__), TENSOR_SHAPE(__VA_ARGS__))
 #define arena_i32(a, ...) arena_tensor((a), DTYPE_I32, TENSOR_NDIM(__VA_ARGS__), TENSOR_SHAPE(__VA_ARGS__))
 
 /* Everything taken after a mark is given back by arena_reset(a, mark). */

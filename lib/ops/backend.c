@@ -79,6 +79,8 @@ int backend_set_precision(backend *be, const char *precision)
         if (cuda_backend_set_tf32(be, tf32))
             return albef_error(ALBEF_ERR_UNSUPPORTED, "--precision %s: cuBLAS refused the math mode", precision);
         cuda_backend_set_bf16(be, bf16);
+        /* arenas sized before this call were sized for the old type */
+        be->act_dtype = bf16 ? DTYPE_BF16 : DTYPE_F32;
         return ALBEF_OK;
     }
 #endif

@@ -218,6 +218,22 @@ struct backend_ops {
 
 enum backend_kind { BACKEND_CPU, BACKEND_CUDA, BACKEND_NULL };
 
+/* bf16 storage. In bf16 mode (backend_set_precision(be, "bf16"), or the
+ * CPU's reference of it, backend_cpu_bf16()) every matrix product reads its
+ * operands rounded to bf16 and accumulates in fp32, and the model stores the
+ * activations that only products read in bf16 (be->act_dtype): the
+ * normalised inputs of ViT's pre-norm blocks, GELU outputs, attention
+ * outputs and the MLM head's normalised input. Other activations, gradients,
+ * layer-norm statistics, losses and parameters stay fp32. The ops that take
+ * such tensors accept DTYPE_BF16 there on every back end (values rounded to
+ * nearest even, as f32_to_bf16 does):
+ *   - linear_forward's and linear_backward's `in`;
+ *   - the `out` of layernorm_forward, residual_layernorm_forward,
+ *     bias_gelu_forward and attention_forward, and attention_backward's
+ *     `out` (the forward's);
+ * everywhere else, and in fp32 and tf32 modes, tensors are DTYPE_F32. A
+ * bf16 `in` of a product outside bf16 mode is an error. */
+
 /* What attention keeps between its forward and backward passes, per query
  * row; the model allocates it by attention_state_cols and the backward's
  * scratch by attention_scratch_cols, so arenas follow the back end they run
@@ -241,6 +257,9 @@ struct backend {
     const char *name;
     void *impl;
     enum attn_layout attn_layout;
+    /* Element type the model stores its product-only activations in (see
+     * "bf16 storage" above): DTYPE_F32, or DTYPE_BF16 in bf16 mode. */
+    albef_dtype act_dtype;
 };
 
 /* Floats per query row of attention state and of the backward's scratch
@@ -260,17 +279,27 @@ int backend_create(const char *name, backend **out);
 /* A back end's arithmetic: "fp32" (every back end; on CUDA with TF32 off, the
  * parity mode and the default), "tf32" (CUDA: matrix products on TF32 tensor
  * cores) or "bf16" (CUDA: matrix products with bf16 inputs, fp32 accumulation
- * and output; everything else fp32). tf32 and bf16 on the CPU back end:
- * ALBEF_ERR_UNSUPPORTED. */
+ * and output, and bf16 storage of the activations only products read; see
+ * "bf16 storage"). tf32 and bf16 on the CPU back end: ALBEF_ERR_UNSUPPORTED
+ * (tests reach bf16 arithmetic on the CPU through backend_cpu_bf16()).
+ * Choose it before sizing arenas (model and trainer set-up): it sets
+ * be->act_dtype. */
 int backend_set_precision(backend *be, const char *precision);
 void backend_destroy(backend *be);
 backend *backend_cpu(void);
+/* The CPU back end doing bf16 mode's arithmetic (operands of products
+ * rounded to bf16, bf16 storage): the reference the CUDA back end's bf16
+ * mode is tested against, and the way to test the model's bf16 path without
+ * a GPU. Slower than backend_cpu(), never faster: the CPU has no bf16
+ * products. */
+backend *backend_cpu_bf16(void);
 /* Lists (comma-separated) the entries of a back end's table that are NULL;
  * returns how many. */
 int backend_missing_ops(const backend *be, char *buf, size_t cap);
 /* The null back end, which sizes arenas by running the model: backend_null()
- * lays attention state out as the CPU does, backend_null_for(be) as `be`
- * does (size with it whatever will run on `be`). */
+ * lays attention state out as the CPU does and stores activations in fp32,
+ * backend_null_for(be) does both as `be` does (size with it whatever will
+ * run on `be`). */
 backend *backend_null(void);
 backend *backend_null_for(const backend *be);
 

@@ -10,6 +10,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,11 +50,68 @@ static void cpu_zero(backend *be, void *dst, size_t n)
 
 static void cpu_synchronize(backend *be) { (void)be; }
 
+/* ---- bf16 mode ---------------------------------------------------------- */
+
+/* backend_cpu_bf16(): products read their operands rounded to bf16 and
+ * accumulate in fp32, as the CUDA back end's bf16 mode does, and the ops of
+ * ops.h's "bf16 storage" read and write bf16 tensors. The CPU has no bf16
+ * arithmetic, so this mode widens into fp32 copies: it exists to be compared
+ * against, not to be fast. */
+static int bf16_mode(const backend *be) { return be->act_dtype == DTYPE_BF16; }
+
+static float *scratch_floats(size_t n)
+{
+    float *p = malloc(sizeof(float) * (n ? n : 1));
+    if (!p) {
+        fprintf(stderr, "albef: CPU back end: out of memory for %zu floats of bf16 conversions\n", n);
+        abort();
+    }
+    return p;
+}
+
+/* The floats a product reads from t: t's own, or (bf16 mode) a copy rounded
+ * to bf16 in *copy, which the caller frees. */
+static const float *product_operand(const backend *be, tensor t, float **copy)
+{
+    *copy = NULL;
+    if (!tensor_present(t) || (t.dtype == DTYPE_F32 && !bf16_mode(be)))
+        return CF(t);
+    assert(bf16_mode(be) && (t.dtype == DTYPE_F32 || t.dtype == DTYPE_BF16));
+    size_t n = (size_t)tensor_numel(t);
+    float *c = *copy = scratch_floats(n);
+    if (t.dtype == DTYPE_BF16) {
+        bf16_to_f32_array(c, t.data, n);
+    } else {
+        const float *x = CF(t);
+        for (size_t i = 0; i < n; i++)
+            c[i] = bf16_to_f32(f32_to_bf16(x[i]));
+    }
+    return c;
+}
+
+/* Where an op writes `out`: its floats, or for a bf16 tensor a buffer in
+ * *tmp that store_output rounds into it. */
+static float *output_floats(tensor out, float **tmp)
+{
+    *tmp = NULL;
+    if (out.dtype == DTYPE_F32)
+        return F(out);
+    assert(out.dtype == DTYPE_BF16);
+    return *tmp = scratch_floats((size_t)tensor_numel(out));
+}
+
+static void store_output(tensor out, float *tmp)
+{
+    if (!tmp)
+        return;
+    f32_to_bf16_array(out.data, tmp, (size_t)tensor_numel(out));
+    free(tmp);
+}
+
 /* ---- dense algebra ------------------------------------------------------ */
 
 static void cpu_matmul(backend *be, tensor c, tensor a, tensor b, int trans_a, int trans_b, float alpha, float beta)
 {
-    (void)be;
     int batched = c.ndim == 3;
     int64_t batch = batched ? c.shape[0] : 1;
     int64_t m = c.shape[c.ndim - 2], n = c.shape[c.ndim - 1];
@@ -64,20 +122,26 @@ static void cpu_matmul(backend *be, tensor c, tensor a, tensor b, int trans_a, i
     assert((trans_b ? b_cols : b.shape[b.ndim - 2]) == k);
     size_t sa = batched && a.ndim == 3 ? (size_t)(a_rows * a_cols) : 0;
     size_t sb = batched && b.ndim == 3 ? (size_t)(b.shape[b.ndim - 2] * b_cols) : 0;
+    float *a_copy, *b_copy;
+    const float *av = product_operand(be, a, &a_copy), *bv = product_operand(be, b, &b_copy);
     for (int64_t i = 0; i < batch; i++)
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m,
-                    (int)n, (int)k, alpha, CF(a) + i * sa, (int)a_cols, CF(b) + i * sb, (int)b_cols, beta,
-                    F(c) + i * m * n, (int)n);
+                    (int)n, (int)k, alpha, av + i * sa, (int)a_cols, bv + i * sb, (int)b_cols, beta, F(c) + i * m * n,
+                    (int)n);
+    free(a_copy);
+    free(b_copy);
 }
 
 static void cpu_linear_forward(backend *be, tensor out, tensor in, tensor w, tensor bias)
 {
-    (void)be;
     int64_t m = tensor_rows(in), k = tensor_cols(in), n = w.shape[0];
     assert(w.shape[1] == k && tensor_cols(out) == n && tensor_rows(out) == m);
-    float *o = F(out);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, CF(in), (int)k, CF(w), (int)k,
-                0.0f, o, (int)n);
+    float *o = F(out), *in_copy, *w_copy;
+    const float *x = product_operand(be, in, &in_copy), *wv = product_operand(be, w, &w_copy);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)k, wv, (int)k, 0.0f, o,
+                (int)n);
+    free(in_copy);
+    free(w_copy);
     /* Not in the product (beta = 1 over bias rows): OpenBLAS adds C to each
      * K-block's partial product, so the bias would land mid-sum, where no op
      * after the product can put it. */
@@ -108,14 +172,23 @@ static void column_sums_add(float *dst, const float *src, int64_t rows, int64_t 
 static void cpu_linear_backward(backend *be, tensor din, int accumulate, tensor dw, tensor dbias, tensor dout,
                                 tensor in, tensor w)
 {
-    (void)be;
     int64_t m = tensor_rows(dout), n = tensor_cols(dout), k = w.shape[1];
-    if (tensor_present(din))
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)k, (int)n, 1.0f, CF(dout), (int)n, CF(w),
-                    (int)k, accumulate ? 1.0f : 0.0f, F(din), (int)k);
-    if (tensor_present(dw))
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)k, (int)m, 1.0f, CF(dout), (int)n, CF(in),
-                    (int)k, 1.0f, F(dw), (int)k);
+    float *dout_copy = NULL, *w_copy = NULL, *in_copy = NULL;
+    const float *dy = tensor_present(din) || tensor_present(dw) ? product_operand(be, dout, &dout_copy) : NULL;
+    if (tensor_present(din)) {
+        const float *wv = product_operand(be, w, &w_copy);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)k, (int)n, 1.0f, dy, (int)n, wv, (int)k,
+                    accumulate ? 1.0f : 0.0f, F(din), (int)k);
+    }
+    if (tensor_present(dw)) {
+        const float *x = product_operand(be, in, &in_copy);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)k, (int)m, 1.0f, dy, (int)n, x, (int)k, 1.0f,
+                    F(dw), (int)k);
+    }
+    free(dout_copy);
+    free(w_copy);
+    free(in_copy);
+    /* the bias gradient sums the fp32 dout, in bf16 mode too */
     if (tensor_present(dbias))
         column_sums_add(F(dbias), CF(dout), m, n);
 }
@@ -130,10 +203,11 @@ static void cpu_gelu_forward(backend *be, tensor out, tensor in)
     (void)be;
     int64_t n = tensor_numel(in);
     const float *x = CF(in);
-    float *y = F(out);
+    float *tmp, *y = output_floats(out, &tmp); /* bf16: bias_gelu_forward's out */
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         y[i] = (float)(0.5 * x[i] * (1.0 + erf(x[i] * INV_SQRT2)));
+    store_output(out, tmp);
 }
 
 static void cpu_gelu_backward(backend *be, tensor din, tensor dout, tensor in)
@@ -232,7 +306,7 @@ static void cpu_layernorm_forward(backend *be, tensor out, tensor mean, tensor r
     (void)be;
     int64_t m = tensor_rows(in), c = tensor_cols(in);
     const float *x = CF(in), *g = CF(w), *bb = CF(b);
-    float *y = F(out), *mu = F(mean), *rs = F(rstd);
+    float *tmp, *y = output_floats(out, &tmp), *mu = F(mean), *rs = F(rstd);
 #pragma omp parallel for schedule(static) if (m * c > PAR_MIN)
     for (int64_t r = 0; r < m; r++) {
         const float *xr = x + r * c;
@@ -251,6 +325,7 @@ static void cpu_layernorm_forward(backend *be, tensor out, tensor mean, tensor r
         mu[r] = (float)mu_r;
         rs[r] = (float)rstd_r;
     }
+    store_output(out, tmp);
 }
 
 static void cpu_layernorm_backward(backend *be, tensor din, int accumulate, tensor dw, tensor db, tensor dout,
@@ -407,6 +482,7 @@ static void cpu_attention_forward(backend *be, const attn_params *p, tensor out,
     int64_t out_stride = (int64_t)H * d;
     const float *msk = tensor_present(mask) ? CF(mask) : NULL;
     float *pd = p->dropout > 0 ? scratch_probs((size_t)tq * tk) : NULL;
+    float *tmp, *o = output_floats(out, &tmp);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             size_t kv_b = p->kv_shared ? 0 : (size_t)b;
@@ -414,7 +490,7 @@ static void cpu_attention_forward(backend *be, const attn_params *p, tensor out,
             const float *kb = CF(k) + kv_b * tk * p->k_stride + h * d;
             const float *vb = CF(v) + kv_b * tk * p->v_stride + h * d;
             float *s = F(probs) + ((size_t)b * H + h) * tq * tk;
-            float *ob = F(out) + (size_t)b * tq * out_stride + h * d;
+            float *ob = o + (size_t)b * tq * out_stride + h * d;
             /* S = scale * Q K^T (Tq, Tk) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, d, p->scale, qb, (int)p->q_stride, kb,
                         (int)p->k_stride, 0.0f, s, tk);
@@ -428,6 +504,7 @@ static void cpu_attention_forward(backend *be, const attn_params *p, tensor out,
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, d, tk, 1.0f, pv, tk, vb, (int)p->v_stride,
                         0.0f, ob, (int)out_stride);
         }
+    store_output(out, tmp);
 }
 
 static void cpu_attention_backward(backend *be, const attn_params *p, tensor dq, tensor dk, tensor dv,
@@ -926,6 +1003,8 @@ static const struct backend_ops cpu_ops = {
     .ema = cpu_ema,
 };
 
-static backend cpu_backend = {&cpu_ops, BACKEND_CPU, "cpu", NULL, ATTN_LAYOUT_PROBS};
+static backend cpu_backend = {&cpu_ops, BACKEND_CPU, "cpu", NULL, ATTN_LAYOUT_PROBS, DTYPE_F32};
+static backend cpu_bf16_backend = {&cpu_ops, BACKEND_CPU, "cpu-bf16", NULL, ATTN_LAYOUT_PROBS, DTYPE_BF16};
 
 backend *backend_cpu(void) { return &cpu_backend; }
+backend *backend_cpu_bf16(void) { return &cpu_bf16_backend; }

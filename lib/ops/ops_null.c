@@ -118,13 +118,18 @@ static const struct backend_ops null_ops = {
     .ema = null_ema,
 };
 
-/* One per attention layout, so that a sizing run allocates what the back
- * end it sizes for will. */
-static backend null_backends[] = {
-    [ATTN_LAYOUT_PROBS] = {&null_ops, BACKEND_NULL, "null", NULL, ATTN_LAYOUT_PROBS},
-    [ATTN_LAYOUT_LSE] = {&null_ops, BACKEND_NULL, "null", NULL, ATTN_LAYOUT_LSE},
+/* One per attention layout and activation type, so that a sizing run
+ * allocates what the back end it sizes for will. */
+static backend null_backends[2][2] = {
+    [ATTN_LAYOUT_PROBS] = {{&null_ops, BACKEND_NULL, "null", NULL, ATTN_LAYOUT_PROBS, DTYPE_F32},
+                           {&null_ops, BACKEND_NULL, "null", NULL, ATTN_LAYOUT_PROBS, DTYPE_BF16}},
+    [ATTN_LAYOUT_LSE] = {{&null_ops, BACKEND_NULL, "null", NULL, ATTN_LAYOUT_LSE, DTYPE_F32},
+                         {&null_ops, BACKEND_NULL, "null", NULL, ATTN_LAYOUT_LSE, DTYPE_BF16}},
 };
 
-backend *backend_null(void) { return &null_backends[ATTN_LAYOUT_PROBS]; }
+backend *backend_null(void) { return &null_backends[ATTN_LAYOUT_PROBS][0]; }
 
-backend *backend_null_for(const backend *be) { return &null_backends[be->attn_layout]; }
+backend *backend_null_for(const backend *be)
+{
+    return &null_backends[be->attn_layout][be->act_dtype == DTYPE_BF16];
+}
