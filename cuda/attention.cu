@@ -151,9 +151,10 @@ __device__ __forceinline__ void tile_transposed_sum(float acc[PER_TY][DW], const
     }
 }
 
-// rows (32 x D) of acc -> dst rows of stride `stride`, the first `rows` only.
-template <int DW>
-__device__ __forceinline__ void store_rows(float *dst, int64_t stride, const float acc[PER_TY][DW], int rows, int D)
+// rows (32 x D) of acc -> dst rows of stride `stride`, the first `rows` only;
+// dst fp32, or bf16 for a forward's out (bf16 storage).
+template <int DW, typename T>
+__device__ __forceinline__ void store_rows(T *dst, int64_t stride, const float acc[PER_TY][DW], int rows, int D)
 {
     int tx = threadIdx.x, ty = threadIdx.y;
 #pragma unroll
@@ -165,7 +166,7 @@ __device__ __forceinline__ void store_rows(float *dst, int64_t stride, const flo
         for (int w = 0; w < DW; w++) {
             int d = tx + 32 * w;
             if (d < D)
-                dst[(int64_t)r * stride + d] = acc[u][w];
+                cuda_store(dst, (int64_t)r * stride + d, acc[u][w]);
         }
     }
 }
@@ -176,8 +177,8 @@ size_t forward_smem_bytes(int D) { return sizeof(float) * (size_t)((BQ + BK) * (
 size_t query_smem_bytes(int D) { return sizeof(float) * (size_t)((2 * BQ + BK) * (D + 1) + BQ * WLD + 3 * BQ); }
 size_t key_smem_bytes(int D) { return sizeof(float) * (size_t)((2 * BQ + 2 * BK) * (D + 1) + 2 * BQ * WLD + 3 * BQ); }
 
-template <int MAXD>
-__global__ void __launch_bounds__(32 * TY) attention_forward_kernel(attn_args a, float *out, float *state,
+template <int MAXD, typename T>
+__global__ void __launch_bounds__(32 * TY) attention_forward_kernel(attn_args a, T *out, float *state,
                                                                     const float *q, const float *k, const float *v,
                                                                     const float *mask)
 {
@@ -255,9 +256,9 @@ __global__ void __launch_bounds__(32 * TY) attention_forward_kernel(attn_args a,
 }
 
 // Per query tile: D = rowsum(dO * O) into dsum, then dQ = dS K.
-template <int MAXD>
+template <int MAXD, typename T>
 __global__ void __launch_bounds__(32 * TY) attention_backward_query_kernel(attn_args a, float *dq, float *dsum,
-                                                                           const float *dout, const float *out,
+                                                                           const float *dout, const T *out,
                                                                            const float *state, const float *q,
                                                                            const float *k, const float *v,
                                                                            const float *mask)
@@ -288,7 +289,7 @@ __global__ void __launch_bounds__(32 * TY) attention_backward_query_kernel(attn_
         float od = 0.0f;
         if (r < rows)
             for (int d = tx; d < D; d += 32)
-                od += do_tile[r * ld + d] * out[o_off + (int64_t)r * a.o_stride + d];
+                od += do_tile[r * ld + d] * cuda_load(out, o_off + (int64_t)r * a.o_stride + d);
         od = cuda_warp_sum(od);
         if (tx == 0) {
             row_d[r] = od;
@@ -465,29 +466,53 @@ void launch(backend *be, const char *op, void (*kernel)(Params...), dim3 grid, s
     cuda_launch(be, op, kernel, grid, dim3(32, TY), smem, args...);
 }
 
-template <int MAXD>
-void launch_forward(backend *be, const attn_args &a, float *out, float *state, const float *q, const float *k,
+template <int MAXD, typename T>
+void launch_forward(backend *be, const attn_args &a, T *out, float *state, const float *q, const float *k,
                     const float *v, const float *mask)
 {
     dim3 grid((unsigned)((a.Tq + BQ - 1) / BQ), (unsigned)a.H, (unsigned)a.B);
-    launch(be, "attention_forward", attention_forward_kernel<MAXD>, grid, forward_smem_bytes(a.D), a, out, state, q,
-           k, v, mask);
+    launch(be, "attention_forward", attention_forward_kernel<MAXD, T>, grid, forward_smem_bytes(a.D), a, out, state,
+           q, k, v, mask);
 }
 
-template <int MAXD>
+template <int MAXD, typename T>
 void launch_backward(backend *be, const attn_args &a, float *dq, float *dk, float *dv, float *dsum,
-                     const float *dout, const float *out, const float *state, const float *q, const float *k,
+                     const float *dout, const T *out, const float *state, const float *q, const float *k,
                      const float *v, const float *mask)
 {
     const char *op = "attention_backward";
     dim3 grid_q((unsigned)((a.Tq + BQ - 1) / BQ), (unsigned)a.H, (unsigned)a.B);
-    launch(be, op, attention_backward_query_kernel<MAXD>, grid_q, query_smem_bytes(a.D), a, dq, dsum, dout, out,
+    launch(be, op, attention_backward_query_kernel<MAXD, T>, grid_q, query_smem_bytes(a.D), a, dq, dsum, dout, out,
            state, q, k, v, mask);
     if (!dk && !dv)
         return;
     dim3 grid_k((unsigned)((a.Tk + BK - 1) / BK), (unsigned)a.H, (unsigned)a.B);
     launch(be, op, attention_backward_key_kernel<MAXD>, grid_k, key_smem_bytes(a.D), a, dk, dv, dsum, dout, state, q,
            k, v, mask);
+}
+
+// The head-dim instantiation for an out of element type T.
+template <typename T>
+void forward_typed(backend *be, const attn_params *p, const attn_args &a, T *out, tensor state, tensor q, tensor k,
+                   tensor v, const float *m)
+{
+    if (p->head_dim <= 64)
+        launch_forward<64>(be, a, out, cuda_f32(state), cuda_cf32(q), cuda_cf32(k), cuda_cf32(v), m);
+    else
+        launch_forward<MAX_D>(be, a, out, cuda_f32(state), cuda_cf32(q), cuda_cf32(k), cuda_cf32(v), m);
+}
+
+template <typename T>
+void backward_typed(backend *be, const attn_params *p, const attn_args &a, float *dq, float *dk, float *dv,
+                    tensor scratch, tensor dout, const T *out, tensor state, tensor q, tensor k, tensor v,
+                    const float *m)
+{
+    if (p->head_dim <= 64)
+        launch_backward<64>(be, a, dq, dk, dv, cuda_f32(scratch), cuda_cf32(dout), out, cuda_cf32(state),
+                            cuda_cf32(q), cuda_cf32(k), cuda_cf32(v), m);
+    else
+        launch_backward<MAX_D>(be, a, dq, dk, dv, cuda_f32(scratch), cuda_cf32(dout), out, cuda_cf32(state),
+                               cuda_cf32(q), cuda_cf32(k), cuda_cf32(v), m);
 }
 
 } // namespace
@@ -498,12 +523,14 @@ void cuda_attention_forward(backend *be, const attn_params *p, tensor out, tenso
     const char *op = "attention_forward";
     if (!check_params(be, p, op) || !check_rows(be, state, p, 2, op, "state") || !check_mask(be, mask, p, op))
         return;
+    if (!cuda_check_act(be, out, op, "out"))
+        return;
     attn_args a = make_args(p);
     const float *m = tensor_present(mask) ? cuda_cf32(mask) : nullptr;
-    if (p->head_dim <= 64)
-        launch_forward<64>(be, a, cuda_f32(out), cuda_f32(state), cuda_cf32(q), cuda_cf32(k), cuda_cf32(v), m);
+    if (out.dtype == DTYPE_BF16)
+        forward_typed(be, p, a, cuda_bf16(out), state, q, k, v, m);
     else
-        launch_forward<MAX_D>(be, a, cuda_f32(out), cuda_f32(state), cuda_cf32(q), cuda_cf32(k), cuda_cf32(v), m);
+        forward_typed(be, p, a, cuda_f32(out), state, q, k, v, m);
 }
 
 void cuda_attention_backward(backend *be, const attn_params *p, tensor dq, tensor dk, tensor dv, tensor scratch,
@@ -520,6 +547,8 @@ void cuda_attention_backward(backend *be, const attn_params *p, tensor dq, tenso
         cuda_record_invalid(be, "attention_backward: needs the forward pass's out (for rowsum(dout * out))");
         return;
     }
+    if (!cuda_check_act(be, out, op, "out"))
+        return;
     if (!check_rows(be, state, p, 2, op, "state") || !check_rows(be, scratch, p, 1, op, "scratch") ||
         !check_mask(be, mask, p, op))
         return;
@@ -527,10 +556,8 @@ void cuda_attention_backward(backend *be, const attn_params *p, tensor dq, tenso
     float *dq_p = tensor_present(dq) ? cuda_f32(dq) : nullptr;
     float *dk_p = tensor_present(dk) ? cuda_f32(dk) : nullptr, *dv_p = tensor_present(dv) ? cuda_f32(dv) : nullptr;
     const float *m = tensor_present(mask) ? cuda_cf32(mask) : nullptr;
-    if (p->head_dim <= 64)
-        launch_backward<64>(be, a, dq_p, dk_p, dv_p, cuda_f32(scratch), cuda_cf32(dout), cuda_cf32(out),
-                            cuda_cf32(state), cuda_cf32(q), cuda_cf32(k), cuda_cf32(v), m);
+    if (out.dtype == DTYPE_BF16)
+        backward_typed(be, p, a, dq_p, dk_p, dv_p, scratch, dout, cuda_cbf16(out), state, q, k, v, m);
     else
-        launch_backward<MAX_D>(be, a, dq_p, dk_p, dv_p, cuda_f32(scratch), cuda_cf32(dout), cuda_cf32(out),
-                               cuda_cf32(state), cuda_cf32(q), cuda_cf32(k), cuda_cf32(v), m);
+        backward_typed(be, p, a, dq_p, dk_p, dv_p, scratch, dout, cuda_cf32(out), state, q, k, v, m);
 }

@@ -52,7 +52,28 @@ static inline cuda_row_groups cuda_plan_row_groups(backend *be, int64_t rows, in
 #define CUDA_GRID_STRIDE(i, n)                                                                                   \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
+// Activations only products read are fp32, or bf16 in bf16 mode (ops.h's
+// "bf16 storage"): the kernels that write or read them are templates over
+// the element type T, and access it through these (bf16 stores round to
+// nearest even, as the CPU's f32_to_bf16).
+__device__ __forceinline__ float cuda_load(const float *p, int64_t i) { return p[i]; }
+__device__ __forceinline__ float cuda_load(const __nv_bfloat16 *p, int64_t i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ void cuda_store(float *p, int64_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void cuda_store(__nv_bfloat16 *p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
+
 static inline float *cuda_f32(tensor t) { return static_cast<float *>(t.data); }
+static inline __nv_bfloat16 *cuda_bf16(tensor t) { return static_cast<__nv_bfloat16 *>(t.data); }
+static inline const __nv_bfloat16 *cuda_cbf16(tensor t) { return static_cast<const __nv_bfloat16 *>(t.data); }
+
+// An activation of "bf16 storage" must be fp32 or bf16; records an error
+// naming the op and returns false otherwise.
+static inline bool cuda_check_act(backend *be, tensor t, const char *op, const char *name)
+{
+    if (t.dtype == DTYPE_F32 || t.dtype == DTYPE_BF16)
+        return true;
+    cuda_record_invalid(be, "%s: %s is %s, expected F32 or BF16", op, name, dtype_name(t.dtype));
+    return false;
+}
 static inline const float *cuda_cf32(tensor t) { return static_cast<const float *>(t.data); }
 static inline const int32_t *cuda_ci32(tensor t) { return static_cast<const int32_t *>(t.data); }
 

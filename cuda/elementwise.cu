@@ -23,15 +23,15 @@ __global__ void gelu_backward_kernel(float *dx, const float *dy, const float *x,
 }
 
 // pre = x + bias (rounded as the CPU's separate add), y = GELU(pre); pre may
-// alias x.
-__global__ void bias_gelu_forward_kernel(float *y, float *pre, const float *x, const float *bias, int64_t n,
-                                         int64_t cols)
+// alias x. y is fp32 or bf16 (T): an activation of bf16 storage.
+template <typename T>
+__global__ void bias_gelu_forward_kernel(T *y, float *pre, const float *x, const float *bias, int64_t n, int64_t cols)
 {
     CUDA_GRID_STRIDE(i, n)
     {
         float v = __fadd_rn(x[i], bias[i % cols]);
         pre[i] = v;
-        y[i] = cuda_gelu(v);
+        cuda_store(y, i, cuda_gelu(v));
     }
 }
 
@@ -183,8 +183,14 @@ void cuda_bias_gelu_forward(backend *be, tensor out, tensor pre, tensor in, tens
                             (long long)tensor_numel(bias), (long long)cols);
         return;
     }
-    cuda_launch(be, "bias_gelu_forward", bias_gelu_forward_kernel, cuda_grid(be, n), 256, 0, cuda_f32(out),
-                cuda_f32(pre), cuda_cf32(in), cuda_cf32(bias), n, cols);
+    if (!cuda_check_act(be, out, "bias_gelu_forward", "out"))
+        return;
+    if (out.dtype == DTYPE_BF16)
+        cuda_launch(be, "bias_gelu_forward", bias_gelu_forward_kernel<__nv_bfloat16>, cuda_grid(be, n), 256, 0,
+                    cuda_bf16(out), cuda_f32(pre), cuda_cf32(in), cuda_cf32(bias), n, cols);
+    else
+        cuda_launch(be, "bias_gelu_forward", bias_gelu_forward_kernel<float>, cuda_grid(be, n), 256, 0, cuda_f32(out),
+                    cuda_f32(pre), cuda_cf32(in), cuda_cf32(bias), n, cols);
 }
 
 void cuda_add(backend *be, tensor out, tensor a, tensor b)

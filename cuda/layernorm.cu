@@ -9,7 +9,9 @@ namespace {
 
 #define ROWS_PER_BLOCK 8
 
-__global__ void layernorm_forward_kernel(float *y, float *mean, float *rstd, const float *x, const float *g,
+// y is fp32 or bf16 (T): an activation of bf16 storage.
+template <typename T>
+__global__ void layernorm_forward_kernel(T *y, float *mean, float *rstd, const float *x, const float *g,
                                          const float *b, float eps, int64_t m, int64_t c)
 {
     int64_t r = (int64_t)blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
@@ -27,9 +29,9 @@ __global__ void layernorm_forward_kernel(float *y, float *mean, float *rstd, con
         v += d * d;
     }
     float rs = 1.0f / sqrtf(cuda_warp_sum(v) / (float)c + eps);
-    float *yr = y + r * c;
+    T *yr = y + r * c;
     for (int64_t i = lane; i < c; i += 32)
-        yr[i] = ((xr[i] - mu) * rs) * g[i] + b[i];
+        cuda_store(yr, i, ((xr[i] - mu) * rs) * g[i] + b[i]);
     if (lane == 0) {
         mean[r] = mu;
         rstd[r] = rs;
@@ -45,8 +47,8 @@ __global__ void layernorm_forward_kernel(float *y, float *mean, float *rstd, con
 // lane reads an element of x and residual before writing that element of
 // sum and reads back only what it wrote, so sum may alias x or residual.
 // The sums run in the same order in both forms.
-template <int VPL>
-__global__ void residual_layernorm_forward_kernel(float *y, float *mean, float *rstd, float *sum, const float *x,
+template <int VPL, typename T>
+__global__ void residual_layernorm_forward_kernel(T *y, float *mean, float *rstd, float *sum, const float *x,
                                                   const float *bias, const float *res, const float *g,
                                                   const float *b, float eps, int dropout, uint32_t threshold,
                                                   float keep_scale, uint64_t seed, int64_t m, int64_t c)
@@ -56,7 +58,8 @@ __global__ void residual_layernorm_forward_kernel(float *y, float *mean, float *
     if (r >= m)
         return;
     const float *xr = x + r * c, *rr = res + r * c;
-    float *sr = sum + r * c, *yr = y + r * c;
+    float *sr = sum + r * c;
+    T *yr = y + r * c;
     float vals[VPL > 0 ? VPL : 1];
     float s = 0.0f;
     auto make_sum = [&](int64_t i) {
@@ -101,11 +104,11 @@ __global__ void residual_layernorm_forward_kernel(float *y, float *mean, float *
         for (int j = 0; j < (VPL > 0 ? VPL : 1); j++) {
             int64_t i = lane + 32 * j;
             if (i < c)
-                yr[i] = ((vals[j] - mu) * rs) * g[i] + b[i];
+                cuda_store(yr, i, ((vals[j] - mu) * rs) * g[i] + b[i]);
         }
     } else {
         for (int64_t i = lane; i < c; i += 32)
-            yr[i] = ((sr[i] - mu) * rs) * g[i] + b[i];
+            cuda_store(yr, i, ((sr[i] - mu) * rs) * g[i] + b[i]);
     }
     if (lane == 0) {
         mean[r] = mu;
@@ -286,6 +289,24 @@ void param_gradients(backend *be, float *dw, float *db, float *dx_sum, const flo
                 partial_x, plan.groups, c);
 }
 
+template <typename T>
+void launch_residual_forward(backend *be, T *out, tensor mean, tensor rstd, tensor sum, tensor x, tensor bias,
+                             tensor residual, tensor w, tensor b, float eps, float p, uint64_t seed, int64_t m,
+                             int64_t c)
+{
+    int dropout = p > 0;
+    unsigned blocks = (unsigned)((m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
+    // rows in registers up to 1024 wide (BERT and ViT-B: 768 = 24 per lane)
+    auto kernel = c <= 256 ? residual_layernorm_forward_kernel<8, T>
+                  : c <= 512 ? residual_layernorm_forward_kernel<16, T>
+                  : c <= 1024 ? residual_layernorm_forward_kernel<32, T>
+                              : residual_layernorm_forward_kernel<0, T>;
+    cuda_launch(be, "residual_layernorm_forward", kernel, blocks, 32 * ROWS_PER_BLOCK, 0, out, cuda_f32(mean),
+                cuda_f32(rstd), cuda_f32(sum), cuda_cf32(x), tensor_present(bias) ? cuda_cf32(bias) : nullptr,
+                cuda_cf32(residual), cuda_cf32(w), cuda_cf32(b), eps, dropout, cuda_dropout_threshold(p),
+                dropout ? 1.0f / (1.0f - p) : 1.0f, seed, m, c);
+}
+
 } // namespace
 
 void cuda_layernorm_forward(backend *be, tensor out, tensor mean, tensor rstd, tensor in, tensor w, tensor b,
@@ -294,9 +315,17 @@ void cuda_layernorm_forward(backend *be, tensor out, tensor mean, tensor rstd, t
     int64_t m = tensor_rows(in), c = tensor_cols(in);
     if (!m || !c)
         return;
+    if (!cuda_check_act(be, out, "layernorm_forward", "out"))
+        return;
     unsigned blocks = (unsigned)((m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-    cuda_launch(be, "layernorm_forward", layernorm_forward_kernel, blocks, 32 * ROWS_PER_BLOCK, 0, cuda_f32(out),
-                cuda_f32(mean), cuda_f32(rstd), cuda_cf32(in), cuda_cf32(w), cuda_cf32(b), eps, m, c);
+    if (out.dtype == DTYPE_BF16)
+        cuda_launch(be, "layernorm_forward", layernorm_forward_kernel<__nv_bfloat16>, blocks, 32 * ROWS_PER_BLOCK, 0,
+                    cuda_bf16(out), cuda_f32(mean), cuda_f32(rstd), cuda_cf32(in), cuda_cf32(w), cuda_cf32(b), eps, m,
+                    c);
+    else
+        cuda_launch(be, "layernorm_forward", layernorm_forward_kernel<float>, blocks, 32 * ROWS_PER_BLOCK, 0,
+                    cuda_f32(out), cuda_f32(mean), cuda_f32(rstd), cuda_cf32(in), cuda_cf32(w), cuda_cf32(b), eps, m,
+                    c);
 }
 
 void cuda_layernorm_backward(backend *be, tensor din, int accumulate, tensor dw, tensor db, tensor dout, tensor in,
@@ -326,17 +355,12 @@ void cuda_residual_layernorm_forward(backend *be, tensor out, tensor mean, tenso
                             (long long)tensor_numel(bias), (long long)c);
         return;
     }
-    int dropout = p > 0;
-    unsigned blocks = (unsigned)((m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-    // rows in registers up to 1024 wide (BERT and ViT-B: 768 = 24 per lane)
-    auto kernel = c <= 256 ? residual_layernorm_forward_kernel<8>
-                  : c <= 512 ? residual_layernorm_forward_kernel<16>
-                  : c <= 1024 ? residual_layernorm_forward_kernel<32>
-                              : residual_layernorm_forward_kernel<0>;
-    cuda_launch(be, "residual_layernorm_forward", kernel, blocks, 32 * ROWS_PER_BLOCK, 0, cuda_f32(out), cuda_f32(mean),
-                cuda_f32(rstd), cuda_f32(sum), cuda_cf32(x), tensor_present(bias) ? cuda_cf32(bias) : nullptr,
-                cuda_cf32(residual), cuda_cf32(w), cuda_cf32(b), eps, dropout, cuda_dropout_threshold(p),
-                dropout ? 1.0f / (1.0f - p) : 1.0f, seed, m, c);
+    if (!cuda_check_act(be, out, "residual_layernorm_forward", "out"))
+        return;
+    if (out.dtype == DTYPE_BF16)
+        launch_residual_forward(be, cuda_bf16(out), mean, rstd, sum, x, bias, residual, w, b, eps, p, seed, m, c);
+    else
+        launch_residual_forward(be, cuda_f32(out), mean, rstd, sum, x, bias, residual, w, b, eps, p, seed, m, c);
 }
 
 void cuda_residual_layernorm_backward(backend *be, tensor dsum, int accumulate, tensor dx, tensor dbias, tensor dw,

@@ -305,6 +305,17 @@ void gemm(backend *be, cublasOperation_t ta, cublasOperation_t tb, int64_t m, in
                            op);
 }
 
+// A linear's in: fp32, or bf16 (bf16 storage) in bf16 mode only, where the
+// products read bf16; records an error otherwise.
+bool product_input_ok(backend *be, tensor in, const char *op)
+{
+    if (in.dtype == DTYPE_F32 || (in.dtype == DTYPE_BF16 && cuda_impl_of(be)->bf16))
+        return true;
+    cuda_record_invalid(be, "%s: in is %s%s", op, dtype_name(in.dtype),
+                        in.dtype == DTYPE_BF16 ? ", which only bf16 mode reads" : ", expected F32 or BF16");
+    return false;
+}
+
 __global__ void fill_rows_kernel(float *out, const float *row, int64_t rows, int64_t cols)
 {
     CUDA_GRID_STRIDE(i, rows * cols)
@@ -320,16 +331,20 @@ void cu_linear_forward(backend *be, tensor out, tensor in, tensor w, tensor bias
                             (long long)tensor_cols(out));
         return;
     }
-    if (!m || !n)
+    if (!m || !n || !product_input_ok(be, in, "linear_forward"))
         return;
     const void *w_in = w.data, *x_in = in.data; // what the product reads
     cudaDataType_t type = CUDA_R_32F;
     if (cuda_impl_of(be)->bf16) {
-        __nv_bfloat16 *at = bf16_reserve(be, bf16_slot(n * k) + bf16_slot(m * k), "linear_forward");
+        // a bf16 in (bf16 storage) is read as it is
+        int round_in = in.dtype != DTYPE_BF16;
+        __nv_bfloat16 *at =
+            bf16_reserve(be, bf16_slot(n * k) + (round_in ? bf16_slot(m * k) : 0), "linear_forward");
         if (!at)
             return;
         w_in = bf16_copy(be, &at, w.data, n * k, "linear_forward");
-        x_in = bf16_copy(be, &at, in.data, m * k, "linear_forward");
+        if (round_in)
+            x_in = bf16_copy(be, &at, in.data, m * k, "linear_forward");
         type = CUDA_R_16BF;
     }
     if (cuda_impl_of(be)->use_lt) {
@@ -360,20 +375,23 @@ void cu_linear_backward(backend *be, tensor din, int accumulate, tensor dw, tens
         // no rows: din is empty and the parameter gradients get nothing
         return;
     }
+    if (tensor_present(dw) && !product_input_ok(be, in, "linear_backward"))
+        return;
     int lt = cuda_impl_of(be)->use_lt;
     const void *w_in = w.data, *dout_in = dout.data, *x_in = in.data; // what the products read
     cudaDataType_t type = CUDA_R_32F;
     if (cuda_impl_of(be)->bf16 && (tensor_present(din) || tensor_present(dw))) {
-        // dout is rounded once for both products
+        // dout is rounded once for both products; a bf16 in is read as it is
+        int round_in = tensor_present(dw) && in.dtype != DTYPE_BF16;
         size_t elems = bf16_slot(m * n) + (tensor_present(din) ? bf16_slot(n * k) : 0) +
-                       (tensor_present(dw) ? bf16_slot(m * k) : 0);
+                       (round_in ? bf16_slot(m * k) : 0);
         __nv_bfloat16 *at = bf16_reserve(be, elems, "linear_backward");
         if (!at)
             return;
         dout_in = bf16_copy(be, &at, dout.data, m * n, "linear_backward");
         if (tensor_present(din))
             w_in = bf16_copy(be, &at, w.data, n * k, "linear_backward");
-        if (tensor_present(dw))
+        if (round_in)
             x_in = bf16_copy(be, &at, in.data, m * k, "linear_backward");
         type = CUDA_R_16BF;
     }

@@ -235,6 +235,30 @@ void run_case(const attn_case &c)
     };
     bool same = same_bits(out1, out_emu) && same_bits(dq1, dq_emu) && same_bits(dk1, dk_emu) && same_bits(dv1, dv_emu);
     expect(same, name + "rerun bitwise equal");
+
+    // bf16 storage: a bf16 out is the fp32 out rounded, bit for bit, and the
+    // backward reading it equals the backward reading its widened copy
+    std::vector<uint16_t> out16(out_emu.size(), 0xffff);
+    int64_t dims[3] = {B, Tq, C};
+    tensor out16_t = tensor_make(out16.data(), DTYPE_BF16, 3, dims);
+    op_attention_forward(emu, &p, out16_t, state_t, q, k, v, mask);
+    std::vector<float> wide(out16.size());
+    size_t unrounded = 0;
+    for (size_t i = 0; i < out16.size(); i++) {
+        unrounded += out16[i] != f32_to_bf16(out_emu[i]);
+        wide[i] = bf16_to_f32(out16[i]);
+    }
+    expect(!emu_error[0] && !unrounded, name + "bf16 out: the fp32 out rounded (" + std::to_string(unrounded) +
+                                            " of " + std::to_string(out16.size()) + " differ) " + emu_error);
+    op_attention_backward(emu, &p, ge[0], ge[1], ge[2], scratch_t, dout_t, host_tensor(wide, {B, Tq, C}), state_t, q,
+                          k, v, mask);
+    std::vector<float> dq2 = poisoned(nq), dk2 = poisoned(dk_cpu.size()), dv2 = poisoned(dv_cpu.size());
+    tensor g2[3];
+    grads(dq2, dk2, dv2, g2);
+    op_attention_backward(emu, &p, g2[0], g2[1], g2[2], scratch_t, dout_t, out16_t, state_t, q, k, v, mask);
+    same = same_bits(dq2, dq_emu) && same_bits(dk2, dk_emu) && same_bits(dv2, dv_emu);
+    expect(!emu_error[0] && same, name + "backward from a bf16 out: as from its fp32 widening, bit for bit " +
+                                      emu_error);
 }
 
 // What the host code refuses, it records, naming the op.

@@ -408,6 +408,64 @@ void check_bias_gelu()
 
 // cuda_column_sums_add (the linear layers' bias gradient) against a sum in
 // double: rows 1 to past 256 groups of 32.
+/* ---- bf16 storage ---------------------------------------------------------------- */
+
+// Elements of the bf16 twin's emulated side that are not the fp32 twin's
+// emulated values rounded to nearest even.
+int64_t unrounded(twin &b16, twin &f32)
+{
+    const uint16_t *h = reinterpret_cast<const uint16_t *>(b16.side[1].data());
+    int64_t n = 0;
+    for (int64_t i = 0; i < f32.numel(); i++)
+        n += h[i] != f32_to_bf16(f32.f(1)[i]);
+    return n;
+}
+
+// The kernels that write an activation of bf16 storage, with a bf16 out: the
+// fp32 kernel's values rounded, bit for bit, and their other outputs the
+// same bits as with an fp32 out.
+void check_bf16_storage()
+{
+    for (auto &sh : fused_shapes) {
+        int64_t M = sh[0], C = sh[1];
+        if (quick && M * C > 100000)
+            continue;
+        std::string tag = " " + shape_name(M, C);
+        twin x = randn({M, C}, 2), res = randn({M, C}), w = randn({C}), b = randn({C}), bias = randn({C}, 0.5f);
+        twin y = poisoned({M, C}), y16 = poisoned({M, C}, DTYPE_BF16), mean = poisoned({M}), rstd = poisoned({M});
+        twin mean2 = poisoned({M}), rstd2 = poisoned({M});
+        op_layernorm_forward(&emu_be, y.on(1), mean.on(1), rstd.on(1), x.on(1), w.on(1), b.on(1), 1e-6f);
+        op_layernorm_forward(&emu_be, y16.on(1), mean2.on(1), rstd2.on(1), x.on(1), w.on(1), b.on(1), 1e-6f);
+        expect(!unrounded(y16, y) && mean.side[1] == mean2.side[1] && rstd.side[1] == rstd2.side[1],
+               "layernorm_forward bf16 out: the fp32 out rounded" + tag);
+        expect_no_error("layernorm_forward bf16" + tag);
+
+        twin sum = poisoned({M, C}), sum2 = poisoned({M, C});
+        poison(y), poison(y16), poison(mean), poison(mean2);
+        op_residual_layernorm_forward(&emu_be, y.on(1), mean.on(1), rstd.on(1), sum.on(1), x.on(1), bias.on(1),
+                                      res.on(1), w.on(1), b.on(1), 1e-12f, 0.1f, 4242);
+        op_residual_layernorm_forward(&emu_be, y16.on(1), mean2.on(1), rstd2.on(1), sum2.on(1), x.on(1), bias.on(1),
+                                      res.on(1), w.on(1), b.on(1), 1e-12f, 0.1f, 4242);
+        expect(!unrounded(y16, y) && sum.side[1] == sum2.side[1] && mean.side[1] == mean2.side[1],
+               "residual_layernorm_forward bf16 out: the fp32 out rounded, sum unchanged" + tag + " p=0.1");
+        expect_no_error("residual_layernorm_forward bf16" + tag);
+
+        twin pre = poisoned({M, C}), pre2 = poisoned({M, C});
+        poison(y), poison(y16);
+        op_bias_gelu_forward(&emu_be, y.on(1), pre.on(1), x.on(1), bias.on(1));
+        op_bias_gelu_forward(&emu_be, y16.on(1), pre2.on(1), x.on(1), bias.on(1));
+        expect(!unrounded(y16, y) && pre.side[1] == pre2.side[1],
+               "bias_gelu_forward bf16 out: the fp32 out rounded, pre unchanged" + tag);
+        expect_no_error("bias_gelu_forward bf16" + tag);
+    }
+    // any other element type is refused, naming the op
+    twin x = randn({4, 8}), w = randn({8}), b = randn({8}), y = poisoned({4, 8}, DTYPE_F16), m = poisoned({4});
+    op_layernorm_forward(&emu_be, y.on(1), m.on(1), m.on(1), x.on(1), w.on(1), b.on(1), 1e-6f);
+    expect(strstr(emu_error, "layernorm_forward") && strstr(emu_error, "F16"),
+           std::string("layernorm_forward: an F16 out refused: ") + emu_error);
+    emu_clear_error();
+}
+
 void check_column_sums()
 {
     const int64_t shapes[][2] = {{1, 7}, {37, 100}, {257, 64}, {1000, 33}, {9000, 5}};
@@ -805,9 +863,9 @@ int main(int argc, char **argv)
     // one SM: a grid-stride loop's grid is at most 32 blocks, so large tensors take several turns
     emu_backend_init(&emu_be, &emu_ops, 1);
 
-    void (*groups[])() = {check_elementwise, check_layernorm, check_residual_layernorm, check_bias_gelu,
-                          check_column_sums, check_reductions, check_xent,        check_rows,
-                          check_itm_negatives, check_errors,    check_emulation};
+    void (*groups[])() = {check_elementwise,   check_layernorm,  check_residual_layernorm, check_bias_gelu,
+                          check_bf16_storage,  check_column_sums, check_reductions,        check_xent,
+                          check_rows,          check_itm_negatives, check_errors,          check_emulation};
     for (auto g : groups) {
         emu_clear_error();
         g();
