@@ -10,6 +10,7 @@
  * Without a CUDA device (or in a build without CUDA) the program reports one
  * skipped test with the reason. */
 #include "albef.h"
+#include "core/dtype.h"
 #include "core/rng.h"
 #include "ops/ops.h"
 #include "testutil.h"
@@ -418,6 +419,184 @@ static void test_products_bf16(void **state)
     assert_int_equal(backend_set_precision(gpu, "fp32"), ALBEF_OK);
     /* back in parity mode, fp32 tolerances hold again */
     run_matmul_cases(" fp32 again", FWD_TOL);
+#else
+    skip();
+#endif
+}
+
+/* ---- bf16 storage ---------------------------------------------------------------- */
+
+/* A bf16 pair: both sides hold the same bf16 bits. */
+static pair pair_bf16(int ndim, const int64_t *shape)
+{
+    return pair_alloc(DTYPE_BF16, ndim, shape);
+}
+#define PAIR16(...) pair_bf16(TENSOR_NDIM(__VA_ARGS__), TENSOR_SHAPE(__VA_ARGS__))
+
+/* Standard normal values times std rounded to bf16, on both sides. */
+static void pair_randn_bf16(pair *p, float std)
+{
+    uint16_t *h = p->cpu.data;
+    for (int64_t i = 0; i < tensor_numel(p->cpu); i++) {
+        float v = std * (float)rng_normal(&rng);
+        h[i] = f32_to_bf16(v != 0.0f ? v : std);
+    }
+    pair_sync(p);
+}
+
+/* Any pair's device copy filled with 0xff bytes: NaN as fp32 and as bf16. */
+static void pair_poison_bytes(pair *p)
+{
+    size_t n = pair_gpu_bytes(p);
+    unsigned char *ff = malloc(n ? n : 1);
+    memset(ff, 0xff, n);
+    gpu->ops->upload(gpu, p->gpu.data, ff, n);
+    free(ff);
+    memset(p->cpu.data, 0, pair_bytes(p));
+}
+
+/* A bf16 pair's device values against its host values (both widened). */
+static void expect_close_bf16(const char *what, const pair *p, double tol)
+{
+    expect_no_cuda_error();
+    size_t n = (size_t)tensor_numel(p->cpu);
+    uint16_t *got16 = malloc(sizeof(uint16_t) * (n ? n : 1));
+    gpu->ops->download(gpu, got16, p->gpu.data, sizeof(uint16_t) * n);
+    float *got = malloc(sizeof(float) * (n ? n : 1)), *ref = malloc(sizeof(float) * (n ? n : 1));
+    bf16_to_f32_array(got, got16, n);
+    bf16_to_f32_array(ref, p->cpu.data, n);
+    compare_values(what, got, ref, n, tol);
+    free(got16), free(got), free(ref);
+}
+
+/* bf16 mode's storage against the CPU's bf16 reference (backend_cpu_bf16):
+ * the ops that write a bf16 activation (layer norms, bias + GELU,
+ * attention), the attention backward reading one, and the linear layers
+ * reading one. Stored values within 1e-2 (one bf16 rounding of values that
+ * agree to fp32 precision differs by at most 2^-8); products of the same
+ * bf16 operands within the fp32 tolerances. */
+static void test_bf16_storage(void **state)
+{
+    (void)state;
+#ifdef ALBEF_HAVE_CUDA
+    const double tol = 1e-2;
+    backend *ref = backend_cpu_bf16();
+    assert_int_equal(backend_set_precision(gpu, "bf16"), ALBEF_OK);
+    assert_int_equal(gpu->act_dtype, DTYPE_BF16);
+    const int64_t shapes[][2] = {{37, 64}, {200, 768}, {5, 1025}};
+    char what[128];
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int64_t M = shapes[s][0], C = shapes[s][1];
+        pair x = PAIR(M, C), res = PAIR(M, C), w = PAIR(C), b = PAIR(C), bias = PAIR(C), y = PAIR16(M, C);
+        pair mean = PAIR(M), rstd = PAIR(M), sum = PAIR(M, C), pre = PAIR(M, C);
+        pair_randn(&x, 2), pair_randn(&res, 1), pair_randn(&w, 1), pair_randn(&b, 1), pair_randn(&bias, 0.5f);
+        pair_poison_bytes(&y), pair_poison(&mean), pair_poison(&rstd);
+        op_layernorm_forward(ref, y.cpu, mean.cpu, rstd.cpu, x.cpu, w.cpu, b.cpu, 1e-6f);
+        op_layernorm_forward(gpu, y.gpu, mean.gpu, rstd.gpu, x.gpu, w.gpu, b.gpu, 1e-6f);
+        snprintf(what, sizeof what, "layernorm_forward bf16 out %lldx%lld", (long long)M, (long long)C);
+        expect_close_bf16(what, &y, tol);
+        expect_close("layernorm_forward bf16: mean", &mean, FWD_TOL);
+
+        pair_poison_bytes(&y), pair_poison(&sum), pair_poison(&mean);
+        op_residual_layernorm_forward(ref, y.cpu, mean.cpu, rstd.cpu, sum.cpu, x.cpu, bias.cpu, res.cpu, w.cpu, b.cpu,
+                                      1e-12f, 0.1f, 31);
+        op_residual_layernorm_forward(gpu, y.gpu, mean.gpu, rstd.gpu, sum.gpu, x.gpu, bias.gpu, res.gpu, w.gpu, b.gpu,
+                                      1e-12f, 0.1f, 31);
+        snprintf(what, sizeof what, "residual_layernorm_forward bf16 out %lldx%lld", (long long)M, (long long)C);
+        expect_close_bf16(what, &y, tol);
+        expect_close("residual_layernorm_forward bf16: sum", &sum, FWD_TOL);
+
+        pair_poison_bytes(&y), pair_poison(&pre);
+        op_bias_gelu_forward(ref, y.cpu, pre.cpu, x.cpu, bias.cpu);
+        op_bias_gelu_forward(gpu, y.gpu, pre.gpu, x.gpu, bias.gpu);
+        snprintf(what, sizeof what, "bias_gelu_forward bf16 out %lldx%lld", (long long)M, (long long)C);
+        expect_close_bf16(what, &y, tol);
+        expect_close("bias_gelu_forward bf16: pre", &pre, FWD_TOL);
+
+        /* a linear reading the bf16 activation: the same operands on both sides */
+        int64_t N = 96;
+        pair in16 = PAIR16(M, C), lw = PAIR(N, C), lb = PAIR(N), out = PAIR(M, N), dy = PAIR(M, N);
+        pair dx = PAIR(M, C), dw = PAIR(N, C), db = PAIR(N);
+        pair_randn_bf16(&in16, 1), pair_randn(&lw, 0.1f), pair_randn(&lb, 1), pair_randn(&dy, 1);
+        pair_poison(&out);
+        op_linear_forward(ref, out.cpu, in16.cpu, lw.cpu, lb.cpu);
+        op_linear_forward(gpu, out.gpu, in16.gpu, lw.gpu, lb.gpu);
+        snprintf(what, sizeof what, "linear_forward bf16 in %lldx%lldx%lld", (long long)M, (long long)C, (long long)N);
+        expect_close(what, &out, FWD_TOL);
+        pair_poison(&dx), pair_randn(&dw, 1), pair_randn(&db, 1);
+        op_linear_backward(ref, dx.cpu, 0, dw.cpu, db.cpu, dy.cpu, in16.cpu, lw.cpu);
+        op_linear_backward(gpu, dx.gpu, 0, dw.gpu, db.gpu, dy.gpu, in16.gpu, lw.gpu);
+        snprintf(what, sizeof what, "linear_backward bf16 in %lldx%lldx%lld dw", (long long)M, (long long)C,
+                 (long long)N);
+        expect_close(what, &dw, BWD_TOL);
+        expect_close("linear_backward bf16 in: dx", &dx, BWD_TOL);
+        expect_close("linear_backward bf16 in: dbias", &db, BWD_TOL);
+        pair *all[] = {&x, &res, &w, &b, &bias, &y, &mean, &rstd, &sum, &pre, &in16, &lw, &lb, &out, &dy, &dx, &dw, &db};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            pair_free(all[i]);
+    }
+
+    /* attention: ViT's fused qkv at 257 tokens, and text against 577 image tokens with a mask */
+    const int cases[][4] = {{2, 257, 257, 1}, {3, 35, 577, 0}};
+    for (size_t c = 0; c < 2; c++) {
+        int B = cases[c][0], Tq = cases[c][1], Tk = cases[c][2], fused = cases[c][3], H = 12, D = 64;
+        int64_t C = (int64_t)H * D, qs = fused ? 3 * C : C;
+        attn_params p = {.batch = B, .heads = H, .q_len = Tq, .kv_len = Tk, .head_dim = D, .q_stride = qs,
+                         .k_stride = qs, .v_stride = qs, .scale = 0.125f, .dropout = 0.1f, .seed = 9};
+        pair qb = PAIR(B, Tq, qs), kb = PAIR(B, Tk, qs), vb = PAIR(B, Tk, qs), mask = PAIR(B, Tk);
+        pair_randn(&qb, 1), pair_randn(&kb, 1), pair_randn(&vb, 1);
+        float *mh = mask.cpu.data;
+        for (int64_t i = 0; i < (int64_t)B * Tk; i++)
+            mh[i] = i % Tk >= Tk - 3 * (i / Tk + 1) ? -10000.0f : 0.0f;
+        pair_sync(&mask);
+        pair q = qb, k = fused ? pair_view(&qb, C, 3, TENSOR_SHAPE(B, Tk, C)) : kb;
+        pair v = fused ? pair_view(&qb, 2 * C, 3, TENSOR_SHAPE(B, Tk, C)) : vb;
+        q.cpu.shape[2] = q.gpu.shape[2] = C;
+        pair o = PAIR16(B, Tq, C), dout = PAIR(B, Tq, C), dq = PAIR(B, Tq, qs), dk = PAIR(B, Tk, qs),
+             dv = PAIR(B, Tk, qs);
+        pair_randn(&dout, 1);
+        /* state and scratch: each back end's own layout */
+        pair st = PAIR(B, H, Tq, Tk), sc = PAIR(B, H, Tq, Tk);
+        tensor st_g = tensor_f32(st.gpu.data, B, H, Tq, attention_state_cols(gpu, Tk));
+        tensor sc_g = tensor_f32(sc.gpu.data, B, H, Tq, attention_scratch_cols(gpu, Tk));
+        tensor mask_c = fused ? tensor_none() : mask.cpu, mask_g = fused ? tensor_none() : mask.gpu;
+        pair_poison_bytes(&o);
+        op_attention_forward(ref, &p, o.cpu, st.cpu, q.cpu, k.cpu, v.cpu, mask_c);
+        op_attention_forward(gpu, &p, o.gpu, st_g, q.gpu, k.gpu, v.gpu, mask_g);
+        snprintf(what, sizeof what, "attention_forward bf16 out %dx%d", Tq, Tk);
+        expect_close_bf16(what, &o, tol);
+        pair gq = fused ? pair_view(&dq, 0, 3, TENSOR_SHAPE(B, Tq, C)) : dq;
+        pair gk = fused ? pair_view(&dq, C, 3, TENSOR_SHAPE(B, Tk, C)) : dk;
+        pair gv = fused ? pair_view(&dq, 2 * C, 3, TENSOR_SHAPE(B, Tk, C)) : dv;
+        pair_poison(&dq), pair_poison(&dk), pair_poison(&dv);
+        op_attention_backward(ref, &p, gq.cpu, gk.cpu, gv.cpu, sc.cpu, dout.cpu, o.cpu, st.cpu, q.cpu, k.cpu, v.cpu,
+                              mask_c);
+        op_attention_backward(gpu, &p, gq.gpu, gk.gpu, gv.gpu, sc_g, dout.gpu, o.gpu, st_g, q.gpu, k.gpu, v.gpu,
+                              mask_g);
+        snprintf(what, sizeof what, "attention_backward from a bf16 out %dx%d dq", Tq, Tk);
+        expect_close(what, &dq, tol);
+        if (!fused) {
+            expect_close("attention_backward from a bf16 out: dk", &dk, tol);
+            expect_close("attention_backward from a bf16 out: dv", &dv, tol);
+        }
+        pair *all[] = {&qb, &kb, &vb, &mask, &o, &dout, &dq, &dk, &dv, &st, &sc};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            pair_free(all[i]);
+    }
+
+    /* outside bf16 mode a bf16 input is refused, naming the op */
+    assert_int_equal(backend_set_precision(gpu, "fp32"), ALBEF_OK);
+    assert_int_equal(gpu->act_dtype, DTYPE_F32);
+    pair in16 = PAIR16(4, 8), lw = PAIR(3, 8), out = PAIR(4, 3);
+    pair_randn_bf16(&in16, 1), pair_randn(&lw, 1);
+    op_linear_forward(gpu, out.gpu, in16.gpu, lw.gpu, tensor_none());
+    char msg[512];
+    assert_int_not_equal(cuda_backend_last_error(gpu, msg, sizeof msg), 0);
+    printf("# recorded: %s\n", msg);
+    assert_non_null(strstr(msg, "linear_forward"));
+    assert_non_null(strstr(msg, "bf16 mode"));
+    cuda_backend_clear_error(gpu);
+    pair_free(&in16), pair_free(&lw), pair_free(&out);
 #else
     skip();
 #endif
@@ -1395,6 +1574,7 @@ int main(void)
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_linear_cublaslt_and_tf32),
         cmocka_unit_test(test_products_bf16),
+        cmocka_unit_test(test_bf16_storage),
         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_add_scale_clamp_fill),
         cmocka_unit_test(test_dropout),
