@@ -7,8 +7,8 @@
  *               memory in use; with --lt the batch-64 step again with the
  *               linear layers through cuBLASLt (bias in the epilogue), with
  *               --tf32 again with the matrix products on TF32 tensor cores,
- *               with --bf16 again with bf16 product inputs and fp32
- *               accumulation (GEMM-level autocast; neither is the parity
+ *               with --bf16 again with bf16 product inputs, fp32
+ *               accumulation and bf16 storage (--precision bf16; neither is the parity
  *               mode; both take the cuBLASLt path too when --lt is given);
  *   vit384      ViT-B/16 forward at 384 px, batch 64 (images/s);
  *   itm384      fusion encoder + ITM head, L = 30 against 577 image tokens,
@@ -186,6 +186,7 @@ static int set_mode(backend *gpu, int mode)
 #ifdef ALBEF_HAVE_CUDA
     cuda_backend_set_lt(gpu, mode & MODE_LT);
     cuda_backend_set_bf16(gpu, mode & MODE_BF16);
+    gpu->act_dtype = mode & MODE_BF16 ? DTYPE_BF16 : DTYPE_F32; /* bf16 storage, as --precision bf16 */
     return cuda_backend_set_tf32(gpu, mode & MODE_TF32);
 #else
     (void)gpu;
