@@ -442,7 +442,7 @@ static backend *backend_profiled(void)
     profiled_ops.scatter_add_rows = p_scatter_add_rows;
     profiled_ops.fill = p_fill;
     profiled_ops.zero = p_zero;
-    profiled_backend = (backend){&profiled_ops, BACKEND_CPU, "cpu (profiled)", NULL, ATTN_LAYOUT_PROBS};
+    profiled_backend = (backend){&profiled_ops, BACKEND_CPU, "cpu (profiled)", NULL, ATTN_LAYOUT_PROBS, DTYPE_F32};
     return &profiled_backend;
 }
 
