@@ -566,6 +566,7 @@ extern "C" int cuda_backend_create(backend **out, char *msg, size_t cap)
     be->ops = &cuda_ops;
     be->kind = BACKEND_CUDA;
     be->attn_layout = ATTN_LAYOUT_LSE;
+    be->act_dtype = DTYPE_F32; // bf16 with --precision bf16 (backend_set_precision)
     be->name = "cuda";
     be->impl = c;
     *out = be;
