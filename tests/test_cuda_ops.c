@@ -426,6 +426,7 @@ static void test_products_bf16(void **state)
 
 /* ---- bf16 storage ---------------------------------------------------------------- */
 
+#ifdef ALBEF_HAVE_CUDA
 /* A bf16 pair: both sides hold the same bf16 bits. */
 static pair pair_bf16(int ndim, const int64_t *shape)
 {
@@ -468,6 +469,7 @@ static void expect_close_bf16(const char *what, const pair *p, double tol)
     compare_values(what, got, ref, n, tol);
     free(got16), free(got), free(ref);
 }
+#endif
 
 /* bf16 mode's storage against the CPU's bf16 reference (backend_cpu_bf16):
  * the ops that write a bf16 activation (layer norms, bias + GELU,
