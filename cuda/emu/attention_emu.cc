@@ -191,6 +191,24 @@ void run_case(const attn_case &c)
     for (size_t i = 0; i < lse.size(); i++)
         lse[i] = (float)((double)state[2 * i] + state[2 * i + 1]);
     expect_close(name + "m + log l", lse.data(), lse_ref.data(), lse.size(), 1e-5);
+
+    // bf16 storage: a bf16 out is the fp32 out rounded, bit for bit (the
+    // state it writes is the same)
+    std::vector<uint16_t> out16(out_emu.size(), 0xffff);
+    int64_t dims[3] = {B, Tq, C};
+    tensor out16_t = tensor_make(out16.data(), DTYPE_BF16, 3, dims);
+    std::vector<float> state32 = state;
+    op_attention_forward(emu, &p, out16_t, state_t, q, k, v, mask);
+    std::vector<float> wide(out16.size());
+    size_t unrounded = 0;
+    for (size_t i = 0; i < out16.size(); i++) {
+        unrounded += out16[i] != f32_to_bf16(out_emu[i]);
+        wide[i] = bf16_to_f32(out16[i]);
+    }
+    bool same_state = !memcmp(state32.data(), state.data(), state.size() * sizeof(float));
+    expect(!emu_error[0] && !unrounded && same_state,
+           name + "bf16 out: the fp32 out rounded (" + std::to_string(unrounded) + " of " +
+               std::to_string(out16.size()) + " differ), state unchanged " + emu_error);
     if (c.kv_shared)
         return;
 
@@ -236,20 +254,8 @@ void run_case(const attn_case &c)
     bool same = same_bits(out1, out_emu) && same_bits(dq1, dq_emu) && same_bits(dk1, dk_emu) && same_bits(dv1, dv_emu);
     expect(same, name + "rerun bitwise equal");
 
-    // bf16 storage: a bf16 out is the fp32 out rounded, bit for bit, and the
-    // backward reading it equals the backward reading its widened copy
-    std::vector<uint16_t> out16(out_emu.size(), 0xffff);
-    int64_t dims[3] = {B, Tq, C};
-    tensor out16_t = tensor_make(out16.data(), DTYPE_BF16, 3, dims);
-    op_attention_forward(emu, &p, out16_t, state_t, q, k, v, mask);
-    std::vector<float> wide(out16.size());
-    size_t unrounded = 0;
-    for (size_t i = 0; i < out16.size(); i++) {
-        unrounded += out16[i] != f32_to_bf16(out_emu[i]);
-        wide[i] = bf16_to_f32(out16[i]);
-    }
-    expect(!emu_error[0] && !unrounded, name + "bf16 out: the fp32 out rounded (" + std::to_string(unrounded) +
-                                            " of " + std::to_string(out16.size()) + " differ) " + emu_error);
+    // bf16 storage: the backward reading a bf16 out equals the backward
+    // reading its widened copy
     op_attention_backward(emu, &p, ge[0], ge[1], ge[2], scratch_t, dout_t, host_tensor(wide, {B, Tq, C}), state_t, q,
                           k, v, mask);
     std::vector<float> dq2 = poisoned(nq), dk2 = poisoned(dk_cpu.size()), dv2 = poisoned(dv_cpu.size());
