@@ -73,4 +73,48 @@ void cuda_scatter_add_rows(backend *be, tensor dst, tensor src, tensor idx);
 // sample.cu
 void cuda_itm_negatives(backend *be, tensor w, tensor neg, tensor logits, tensor same, int uniform, uint64_t seed);
 
+// The op table's entries for the kernel files above, attention.cu's
+// excepted: ops_cuda.cu's table and the emulation's kernel tests fill them
+// from this one list (inline: emitted only where it is called, so a program
+// that links some of the files does not need the others).
+inline void cuda_kernel_ops_fill(backend_ops *o)
+{
+    o->gelu_forward = cuda_gelu_forward;
+    o->gelu_backward = cuda_gelu_backward;
+    o->layernorm_forward = cuda_layernorm_forward;
+    o->layernorm_backward = cuda_layernorm_backward;
+    o->bias_gelu_forward = cuda_bias_gelu_forward;
+    o->bias_gelu_backward = cuda_bias_gelu_backward;
+    o->residual_layernorm_forward = cuda_residual_layernorm_forward;
+    o->residual_layernorm_backward = cuda_residual_layernorm_backward;
+    o->add = cuda_add;
+    o->accumulate = cuda_accumulate;
+    o->scale = cuda_scale;
+    o->dropout_forward = cuda_dropout_forward;
+    o->dropout_backward = cuda_dropout_backward;
+    o->embedding_forward = cuda_embedding_forward;
+    o->embedding_backward = cuda_embedding_backward;
+    o->patchify = cuda_patchify;
+    o->vit_embed_forward = cuda_vit_embed_forward;
+    o->vit_embed_backward = cuda_vit_embed_backward;
+    o->l2norm_forward = cuda_l2norm_forward;
+    o->l2norm_backward = cuda_l2norm_backward;
+    o->copy_rows = cuda_copy_rows;
+    o->gather_rows = cuda_gather_rows;
+    o->scatter_add_rows = cuda_scatter_add_rows;
+    o->div_scalar_forward = cuda_div_scalar_forward;
+    o->div_scalar_backward = cuda_div_scalar_backward;
+    o->clamp = cuda_clamp;
+    o->softmax_rows = cuda_softmax_rows;
+    o->softmax_xent = cuda_softmax_xent;
+    o->reduce_sum = cuda_reduce_sum;
+    o->reduce_sumsq = cuda_reduce_sumsq;
+    o->itm_negatives = cuda_itm_negatives;
+    o->fill = cuda_fill;
+    o->fill_normal = cuda_fill_normal;
+    o->cast = cuda_cast;
+    o->adamw = cuda_adamw;
+    o->ema = cuda_ema;
+}
+
 #endif
