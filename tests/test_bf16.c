@@ -11,10 +11,10 @@
  *     weights), with a smaller activation arena. */
 #include "albef.h"
 #include "core/dtype.h"
-#include "io/safetensors.h"
 #include "model/albef_model.h"
 #include "ops/arena.h"
 #include "scenario.h"
+#include "step_fixture.h"
 #include "testutil.h"
 #include "train/pretrain.h"
 
@@ -252,61 +252,21 @@ static void test_scenario_in_bf16(void **state)
 
 /* One pre-training step (momentum model, queues, distillation, AdamW) on the
  * recorded reference batch in both modes. */
-#define STEP "reference/step/"
-
-static int32_t *read_ints(safetensors_file *st, const char *name, size_t n)
-{
-    int64_t *v = malloc(sizeof(int64_t) * n);
-    int32_t *r = malloc(sizeof(int32_t) * n);
-    assert_ok(safetensors_read_raw(st, name, DTYPE_I64, v, n));
-    for (size_t i = 0; i < n; i++)
-        r[i] = (int32_t)v[i];
-    free(v);
-    return r;
-}
-
 static void test_pretrain_step_in_bf16(void **state)
 {
     (void)state;
-    albef_config cfg;
-    assert_ok(config_load(testdata_path(STEP "config.json"), &cfg));
-    safetensors_file *w, *in;
-    assert_ok(safetensors_open(testdata_path(STEP "weights.safetensors"), &w));
-    assert_ok(safetensors_open(testdata_path(STEP "inputs.safetensors"), &in));
-    const safetensors_tensor *ids_t = safetensors_find(in, "step0.input_ids");
-    int B = (int)ids_t->shape[0], L = (int)ids_t->shape[1];
-    int cls = atoi(safetensors_metadata_get(in, "cls_id")), mask_id = atoi(safetensors_metadata_get(in, "mask_id"));
-    size_t EQ = (size_t)cfg.embed_dim * (size_t)cfg.queue_size, RES = (size_t)cfg.image_res, BL = (size_t)B * L;
-    float *iq = malloc(sizeof(float) * EQ), *tq = malloc(sizeof(float) * EQ);
-    int64_t ptr;
-    assert_ok(safetensors_read_f32(w, "image_queue", iq, EQ));
-    assert_ok(safetensors_read_f32(w, "text_queue", tq, EQ));
-    assert_ok(safetensors_read_raw(w, "queue_ptr", DTYPE_I64, &ptr, 1));
-
-    float *image = malloc(sizeof(float) * (size_t)B * 3 * RES * RES), alpha, lr;
-    assert_ok(safetensors_read_f32(in, "step0.image", image, (size_t)B * 3 * RES * RES));
-    assert_ok(safetensors_read_f32(in, "step0.alpha", &alpha, 1));
-    assert_ok(safetensors_read_f32(in, "step0.lr", &lr, 1));
-    int32_t *ids = read_ints(in, "step0.input_ids", BL), *mask = read_ints(in, "step0.attention_mask", BL);
-    int32_t *mlm_ids = read_ints(in, "step0.mlm_input_ids", BL), *mlm_labels = read_ints(in, "step0.mlm_labels", BL);
-    int32_t *neg_img = read_ints(in, "step0.neg_image_idx", (size_t)B);
-    int32_t *neg_txt = read_ints(in, "step0.neg_text_idx", (size_t)B);
-    pretrain_choices ch = {
-        .mlm_ids = mlm_ids, .mlm_labels = mlm_labels, .neg_image_idx = neg_img, .neg_text_idx = neg_txt};
-    pretrain_batch batch = {.images = image, .ids = ids, .mask = mask, .len = L, .alpha = alpha, .choices = &ch};
-
-    pretrain_options opt = pretrain_options_default(B);
-    opt.max_len = L;
+    step_fixture f;
+    step_fixture_open(&f);
+    step_batch sb;
+    step_batch_read(&f, 0, &sb);
+    pretrain_options opt = pretrain_options_default(f.B);
+    opt.max_len = f.L;
     pretrainer t[2];
     pretrain_stats st[2];
     backend *be[2] = {backend_cpu(), backend_cpu_bf16()};
     for (int k = 0; k < 2; k++) {
-        assert_ok(pretrainer_init(&t[k], &cfg, be[k], &opt, cls, mask_id));
-        load_report rep;
-        assert_ok(albef_model_load(&t[k].online, testdata_path(STEP "weights.safetensors"), 1, &rep));
-        assert_ok(albef_model_load(&t[k].momentum, testdata_path(STEP "weights.safetensors"), 1, &rep));
-        assert_ok(pretrainer_set_queues(&t[k], iq, tq, ptr));
-        assert_ok(pretrainer_step(&t[k], &batch, lr, &st[k]));
+        step_pretrainer_init(&t[k], be[k], &f, &opt);
+        assert_ok(pretrainer_step(&t[k], &sb.b, sb.lr, &st[k]));
         printf("# %s: itc %.6f itm %.6f mlm %.6f grad norm %.5f\n", k ? "bf16" : "fp32", st[k].loss_ita,
                st[k].loss_itm, st[k].loss_mlm, st[k].grad_norm);
     }
@@ -320,9 +280,8 @@ static void test_pretrain_step_in_bf16(void **state)
     assert_int_equal(st[0].masked_tokens, st[1].masked_tokens);
     for (int k = 0; k < 2; k++)
         pretrainer_free(&t[k]);
-    free(iq), free(tq), free(image), free(ids), free(mask);
-    free(mlm_ids), free(mlm_labels), free(neg_img), free(neg_txt);
-    safetensors_close(w), safetensors_close(in);
+    step_batch_free(&sb);
+    step_fixture_close(&f);
 }
 
 /* The activation memory of a pre-training step of albef-base at 256 px as

@@ -15,6 +15,7 @@
 #include "model/albef_model.h"
 #include "ops/arena.h"
 #include "scenario.h"
+#include "step_fixture.h"
 #include "testutil.h"
 #include "train/pretrain.h"
 #ifdef ALBEF_HAVE_CUDA
@@ -223,29 +224,6 @@ static void test_scenario_matches_cpu(void **state)
 
 /* ---- two pre-training steps -------------------------------------------------------- */
 
-#define STEP "testdata/reference/step/"
-
-static int32_t *read_ints(safetensors_file *st, const char *name, size_t n)
-{
-    int64_t *v = malloc(sizeof(int64_t) * n);
-    int32_t *r = malloc(sizeof(int32_t) * n);
-    assert_ok(safetensors_read_raw(st, name, DTYPE_I64, v, n));
-    for (size_t i = 0; i < n; i++)
-        r[i] = (int32_t)v[i];
-    free(v);
-    return r;
-}
-
-static void pretrainer_setup(pretrainer *t, backend *be, const albef_config *cfg, const pretrain_options *opt,
-                             int cls, int mask_id, const float *iq, const float *tq, int64_t ptr)
-{
-    assert_ok(pretrainer_init(t, cfg, be, opt, cls, mask_id));
-    load_report rep;
-    assert_ok(albef_model_load(&t->online, STEP "weights.safetensors", 1, &rep));
-    assert_ok(albef_model_load(&t->momentum, STEP "weights.safetensors", 1, &rep));
-    assert_ok(pretrainer_set_queues(t, iq, tq, ptr));
-}
-
 static void compare_param_set(const char *what, int k, const param_set *g, const param_set *c, double atol, int *ok,
                               double *worst, double *drift)
 {
@@ -270,75 +248,6 @@ static void compare_param_set(const char *what, int k, const param_set *g, const
     free(gv);
 }
 
-/* The reference step's fixture: config, weights and queues, the inputs. */
-typedef struct {
-    albef_config cfg;
-    safetensors_file *w, *in;
-    int B, L, cls, mask_id;
-    int64_t E, Q, ptr;
-    float *iq, *tq;
-} step_fixture;
-
-static void step_fixture_open(step_fixture *f)
-{
-    assert_ok(config_load(STEP "config.json", &f->cfg));
-    assert_ok(safetensors_open(STEP "weights.safetensors", &f->w));
-    assert_ok(safetensors_open(STEP "inputs.safetensors", &f->in));
-    const safetensors_tensor *ids_t = safetensors_find(f->in, "step0.input_ids");
-    f->B = (int)ids_t->shape[0], f->L = (int)ids_t->shape[1];
-    f->cls = atoi(safetensors_metadata_get(f->in, "cls_id"));
-    f->mask_id = atoi(safetensors_metadata_get(f->in, "mask_id"));
-    f->E = f->cfg.embed_dim, f->Q = f->cfg.queue_size;
-    f->iq = malloc(sizeof(float) * (size_t)(f->E * f->Q)), f->tq = malloc(sizeof(float) * (size_t)(f->E * f->Q));
-    assert_ok(safetensors_read_f32(f->w, "image_queue", f->iq, (size_t)(f->E * f->Q)));
-    assert_ok(safetensors_read_f32(f->w, "text_queue", f->tq, (size_t)(f->E * f->Q)));
-    assert_ok(safetensors_read_raw(f->w, "queue_ptr", DTYPE_I64, &f->ptr, 1));
-}
-
-static void step_fixture_close(step_fixture *f)
-{
-    free(f->iq), free(f->tq);
-    safetensors_close(f->w), safetensors_close(f->in);
-}
-
-/* Step k's batch with its recorded choices (MLM masking, ITM negatives). */
-typedef struct {
-    float *image;
-    int32_t *ids, *mask, *mlm_ids, *mlm_labels, *neg_img, *neg_txt;
-    float lr;
-    pretrain_choices ch;
-    pretrain_batch b;
-} step_batch;
-
-static void step_batch_read(const step_fixture *f, int k, step_batch *s)
-{
-    char name[320];
-    size_t RES = (size_t)f->cfg.image_res, BL = (size_t)f->B * f->L;
-    s->image = malloc(sizeof(float) * f->B * 3 * RES * RES);
-    snprintf(name, sizeof name, "step%d.image", k);
-    assert_ok(safetensors_read_f32(f->in, name, s->image, f->B * 3 * RES * RES));
-#define INTS(field, n) (snprintf(name, sizeof name, "step%d." field, k), read_ints(f->in, name, n))
-    s->ids = INTS("input_ids", BL), s->mask = INTS("attention_mask", BL);
-    s->mlm_ids = INTS("mlm_input_ids", BL), s->mlm_labels = INTS("mlm_labels", BL);
-    s->neg_img = INTS("neg_image_idx", (size_t)f->B), s->neg_txt = INTS("neg_text_idx", (size_t)f->B);
-#undef INTS
-    float alpha;
-    snprintf(name, sizeof name, "step%d.alpha", k);
-    assert_ok(safetensors_read_f32(f->in, name, &alpha, 1));
-    snprintf(name, sizeof name, "step%d.lr", k);
-    assert_ok(safetensors_read_f32(f->in, name, &s->lr, 1));
-    s->ch = (pretrain_choices){.mlm_ids = s->mlm_ids, .mlm_labels = s->mlm_labels, .neg_image_idx = s->neg_img,
-                               .neg_text_idx = s->neg_txt};
-    s->b = (pretrain_batch){
-        .images = s->image, .ids = s->ids, .mask = s->mask, .len = f->L, .alpha = alpha, .choices = &s->ch};
-}
-
-static void step_batch_free(step_batch *s)
-{
-    free(s->image), free(s->ids), free(s->mask), free(s->mlm_ids), free(s->mlm_labels), free(s->neg_img),
-        free(s->neg_txt);
-}
-
 static void test_two_pretrain_steps_match_cpu(void **state)
 {
     (void)state;
@@ -353,8 +262,8 @@ static void test_two_pretrain_steps_match_cpu(void **state)
     printf("# dropout: hidden %.2f, attention %.2f, teacher %s\n", opt.hidden_dropout, opt.attention_dropout,
            opt.teacher_dropout ? "on" : "off");
     pretrainer cpu, cuda;
-    pretrainer_setup(&cpu, backend_cpu(), &f.cfg, &opt, f.cls, f.mask_id, f.iq, f.tq, f.ptr);
-    pretrainer_setup(&cuda, gpu, &f.cfg, &opt, f.cls, f.mask_id, f.iq, f.tq, f.ptr);
+    step_pretrainer_init(&cpu, backend_cpu(), &f, &opt);
+    step_pretrainer_init(&cuda, gpu, &f, &opt);
 
     int ok = 1;
     double worst_loss = 0, worst_param = 0, worst_m = 0, worst_q = 0;
@@ -437,9 +346,9 @@ static void test_pretrain_step_bf16(void **state)
     pretrainer cpu, cpu16, cuda;
     /* before the set-up: the activation arena is sized for bf16 storage */
     assert_ok(backend_set_precision(gpu, "bf16"));
-    pretrainer_setup(&cpu, backend_cpu(), &f.cfg, &opt, f.cls, f.mask_id, f.iq, f.tq, f.ptr);
-    pretrainer_setup(&cpu16, backend_cpu_bf16(), &f.cfg, &opt, f.cls, f.mask_id, f.iq, f.tq, f.ptr);
-    pretrainer_setup(&cuda, gpu, &f.cfg, &opt, f.cls, f.mask_id, f.iq, f.tq, f.ptr);
+    step_pretrainer_init(&cpu, backend_cpu(), &f, &opt);
+    step_pretrainer_init(&cpu16, backend_cpu_bf16(), &f, &opt);
+    step_pretrainer_init(&cuda, gpu, &f, &opt);
     step_batch sb;
     step_batch_read(&f, 0, &sb);
     pretrain_stats sc, s16, sg;

@@ -8,6 +8,7 @@
  * momentum parameters, AdamW moments and queues must match. */
 #include "albef.h"
 #include "io/safetensors.h"
+#include "step_fixture.h"
 #include "testutil.h"
 #include "train/pretrain.h"
 
@@ -121,16 +122,6 @@ static int64_t *read_int64s(safetensors_file *st, const char *name, size_t n)
     return v;
 }
 
-static int32_t *read_ints(safetensors_file *st, const char *name, size_t n)
-{
-    int64_t *v = read_int64s(st, name, n);
-    int32_t *r = malloc(sizeof(int32_t) * n);
-    for (size_t i = 0; i < n; i++)
-        r[i] = (int32_t)v[i];
-    free(v);
-    return r;
-}
-
 static float read_scalar(safetensors_file *st, const char *name)
 {
     float v;
@@ -193,7 +184,7 @@ static void run_golden(enum albef_task task)
         float *image = malloc(sizeof(float) * B * 3 * RES * RES);
         snprintf(name, sizeof name, "step%d.image", k);
         assert_ok(safetensors_read_f32(in, name, image, B * 3 * RES * RES));
-#define INTS(field, n) (snprintf(name, sizeof name, "step%d." field, k), read_ints(in, name, n))
+#define INTS(field, n) (snprintf(name, sizeof name, "step%d." field, k), step_read_ints(in, name, n))
         int32_t *ids = INTS("input_ids", BL), *mask = INTS("attention_mask", BL);
         int32_t *mlm_ids = retrieval ? NULL : INTS("mlm_input_ids", BL);
         int32_t *mlm_labels = retrieval ? NULL : INTS("mlm_labels", BL);
