@@ -49,6 +49,18 @@ static inline cuda_row_groups cuda_plan_row_groups(backend *be, int64_t rows, in
     return g;
 }
 
+// The reductions' scratch, or NULL (error recorded) when `bytes` exceed it.
+static inline void *cuda_scratch(backend *be, size_t bytes, const char *op)
+{
+    cuda_impl *c = cuda_impl_of(be);
+    if (bytes > c->scratch_bytes) {
+        cuda_record_invalid(be, "%s: needs %zu bytes of reduction scratch, the back end has %zu", op, bytes,
+                            c->scratch_bytes);
+        return nullptr;
+    }
+    return c->scratch;
+}
+
 #define CUDA_GRID_STRIDE(i, n)                                                                                   \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 

@@ -68,8 +68,6 @@ void cuda_record_invalid(backend *be, const char *fmt, ...) __attribute__((forma
 // After a launch: records a launch failure (bad configuration, no kernel image).
 static inline void cuda_check_launch(backend *be, const char *op) { cuda_record(be, cudaGetLastError(), op); }
 
-// The reductions' scratch, or NULL (error recorded) when `bytes` exceed it.
-void *cuda_scratch(backend *be, size_t bytes, const char *op);
 
 #include "cuda_helpers.cuh"
 

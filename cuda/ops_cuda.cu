@@ -100,17 +100,6 @@ static void collect_device_status(backend *be)
                        "or skipped)");
 }
 
-void *cuda_scratch(backend *be, size_t bytes, const char *op)
-{
-    cuda_impl *c = cuda_impl_of(be);
-    if (bytes > c->scratch_bytes) {
-        cuda_record_invalid(be, "%s: needs %zu bytes of reduction scratch, the back end has %zu", op, bytes,
-                            c->scratch_bytes);
-        return nullptr;
-    }
-    return c->scratch;
-}
-
 /* ---- bf16 inputs ------------------------------------------------------------ */
 
 // In bf16 mode a product reads bf16 copies of its inputs, rounded into one

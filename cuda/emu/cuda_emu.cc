@@ -122,17 +122,6 @@ void cuda_record(backend *be, cudaError_t err, const char *op)
     record(msg);
 }
 
-void *cuda_scratch(backend *be, size_t bytes, const char *op)
-{
-    cuda_impl *c = cuda_impl_of(be);
-    if (bytes > c->scratch_bytes) {
-        cuda_record_invalid(be, "%s: needs %zu bytes of reduction scratch, the back end has %zu", op, bytes,
-                            c->scratch_bytes);
-        return nullptr;
-    }
-    return c->scratch;
-}
-
 void emu_backend_init(backend *be, backend_ops *ops, int num_sms)
 {
     static emu_state state;

@@ -249,7 +249,6 @@ extern char emu_error[512];
 void emu_clear_error();
 void cuda_record_invalid(backend *be, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cuda_record(backend *be, cudaError_t err, const char *op);
-void *cuda_scratch(backend *be, size_t bytes, const char *op);
 static inline cuda_impl *cuda_impl_of(backend *be) { return static_cast<cuda_impl *>(be->impl); }
 static inline cudaStream_t cuda_stream(backend *be) { return cuda_impl_of(be)->stream; }
 static inline int *cuda_device_status(backend *be) { return cuda_impl_of(be)->device_status; }
