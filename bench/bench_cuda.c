@@ -185,9 +185,8 @@ static int set_mode(backend *gpu, int mode)
 {
 #ifdef ALBEF_HAVE_CUDA
     cuda_backend_set_lt(gpu, mode & MODE_LT);
-    cuda_backend_set_bf16(gpu, mode & MODE_BF16);
-    gpu->act_dtype = mode & MODE_BF16 ? DTYPE_BF16 : DTYPE_F32; /* bf16 storage, as --precision bf16 */
-    return cuda_backend_set_tf32(gpu, mode & MODE_TF32);
+    /* as --precision does (bf16 also stores activations in bf16) */
+    return backend_set_precision(gpu, mode & MODE_BF16 ? "bf16" : mode & MODE_TF32 ? "tf32" : "fp32");
 #else
     (void)gpu;
     return mode != 0;
