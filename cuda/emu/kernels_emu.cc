@@ -359,7 +359,7 @@ void check_residual_layernorm()
     expect_no_error("residual_layernorm");
 }
 
-/* ---- reduce.cu -------------------------------------------------------------------- */
+/* ---- elementwise.cu: bias + GELU ------------------------------------------------ */
 
 void check_bias_gelu()
 {
@@ -406,8 +406,6 @@ void check_bias_gelu()
     expect_no_error("bias_gelu");
 }
 
-// cuda_column_sums_add (the linear layers' bias gradient) against a sum in
-// double: rows 1 to past 256 groups of 32.
 /* ---- bf16 storage ---------------------------------------------------------------- */
 
 // Elements of the bf16 twin's emulated side that are not the fp32 twin's
@@ -466,6 +464,10 @@ void check_bf16_storage()
     emu_clear_error();
 }
 
+/* ---- reduce.cu -------------------------------------------------------------------- */
+
+// cuda_column_sums_add (the linear layers' bias gradient) against a sum in
+// double: rows 1 to past 256 groups of 32.
 void check_column_sums()
 {
     const int64_t shapes[][2] = {{1, 7}, {37, 100}, {257, 64}, {1000, 33}, {9000, 5}};
